@@ -1,0 +1,100 @@
+"""Wiring: build the core from the library and the store, start the adapters, run.
+
+The runtime is assembled here and nowhere else; every piece gets what it needs passed
+in (no global service locator), so tests build the same pieces with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.config import Secrets, database_url
+from bot.core.clock import Clock, SystemClock
+from bot.core.dispatch import Dispatcher
+from bot.core.handlers import Handlers
+from bot.core.rounds import RoundService
+from bot.library import LibraryHolder, load_library
+from bot.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a running bot is made of."""
+
+    library: LibraryHolder
+    store: Store
+    clock: Clock
+    service: RoundService
+    dispatcher: Dispatcher
+    secrets: Secrets = field(default_factory=Secrets)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def build_runtime(
+    config_path: Path,
+    *,
+    clock: Clock | None = None,
+    secrets: Secrets | None = None,
+    database: str | None = None,
+) -> Runtime:
+    """Load and validate content (raises ProblemsFound), open and migrate the database."""
+    library = LibraryHolder(load_library(config_path))
+    store = await Store.open(database or database_url(library.current.config))
+    clock = clock or SystemClock()
+    service = RoundService(store, library, clock)
+    dispatcher = Dispatcher(Handlers(service), service)
+    return Runtime(library, store, clock, service, dispatcher, secrets or Secrets())
+
+
+async def run(runtime: Runtime) -> None:
+    """Run every configured adapter until the console ends or the process is signalled."""
+    from bot.adapters.console import ConsoleAdapter
+
+    config = runtime.library.current.config
+    services: list[Awaitable[None]] = []
+    if runtime.secrets.slack:
+        from bot.adapters import slack  # imported only when configured
+
+        services.append(slack.serve(runtime))
+    if runtime.secrets.discord:
+        from bot.adapters import discord as discord_adapter
+
+        services.append(discord_adapter.serve(runtime))
+    console: ConsoleAdapter | None = None
+    if not services:
+        console = ConsoleAdapter(config.console)
+        runtime.dispatcher.register(console)
+        log.info("no platform tokens set: starting the console adapter")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    tasks = [asyncio.create_task(s) for s in services]
+    if console is not None:
+        console_task = asyncio.create_task(console.run(runtime.dispatcher))
+        console_task.add_done_callback(lambda _: stop.set())
+        tasks.append(console_task)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception():
+                raise task.exception()
+    finally:
+        for task in [*tasks, stopper]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+

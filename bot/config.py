@@ -1,0 +1,277 @@
+"""The configuration file (``config/roundtable.yaml``): models, validation and loading.
+
+Secrets never live here: tokens come from the environment only (see ``Secrets``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+
+from bot.yamlsource import ProblemsFound, load_yaml
+
+DEFAULT_CONFIG = Path("config/roundtable.yaml")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/roundtable.db"
+CHANNEL_SCHEMES = ("slack", "discord", "console")
+
+_DURATION = re.compile(r"(\d+)\s*([wdhms])")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``"2d"``, ``"36h"``, ``"1d 12h"`` or ``"90m"`` into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as '2d', '36h' or '90m'")
+    text = value.strip().lower()
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise ValueError(f"'{value}' is not a duration; use e.g. '2d', '36h', '1d 12h', '90m'")
+    total = timedelta()
+    for amount, unit in parts:
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    if total <= timedelta(0):
+        raise ValueError("a duration must be longer than zero")
+    return total
+
+
+def format_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(out) or "0s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^(\s*\d+\s*[wdhms])+\s*$"}),
+]
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{value}' (use an IANA name like Europe/Berlin)")
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(lambda v: v), Field(examples=["Europe/Berlin"])]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Order(StrEnum):
+    sequential = "sequential"
+    shuffle = "shuffle"
+
+
+class Schedule(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Stable name of the schedule.")
+    prompt_set: str = Field(description="File name (without .yaml) of a set in prompts/.")
+    cron: str = Field(description="Five-field cron expression, e.g. '0 10 * * mon'.")
+    timezone: str | None = Field(default=None, description="IANA zone; defaults to top-level.")
+    channels: list[str] = Field(description="Targets: slack:C…, discord:<id>, console:<name>.")
+    order: Order = Order.sequential
+    reminder_after: Duration | None = None
+    close_after: Duration | None = None
+    catch_up_within: Duration = timedelta(hours=6)
+    anonymous_answers: Literal["allowed", "off"] = "allowed"
+    min_anonymous_group: int = Field(default=3, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        return None if v is None else _check_zone(v)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"'{v}' is not a five-field cron expression (minute hour day month weekday)")
+        try:
+            CronTrigger.from_crontab(v, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression '{v}': {exc}") from None
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("a schedule needs at least one channel")
+        for ch in v:
+            check_channel(ch)
+        return v
+
+
+def check_channel(ref: str) -> str:
+    scheme, _, rest = ref.partition(":")
+    if scheme not in CHANNEL_SCHEMES or not rest:
+        raise ValueError(
+            f"'{ref}' is not a channel; write slack:C0123, discord:<channel id> or console:<name>"
+        )
+    return ref
+
+
+class Admins(Strict):
+    slack: list[str] = Field(default_factory=list, description="Slack user ids (U…).")
+    discord: list[str] = Field(
+        default_factory=list, description="Discord user ids, or role ids written 'role:<id>'."
+    )
+
+
+class SlackSettings(Strict):
+    mode: Literal["socket", "http"] = "socket"
+    port: int = Field(default=3000, ge=1, le=65535)
+    api_url: str = "https://slack.com/api/"
+
+
+class DiscordSettings(Strict):
+    guild_ids: list[int] = Field(default_factory=list)
+    read_thread_replies: bool = False
+    api_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg/"
+
+
+class ConsoleSettings(Strict):
+    channel: str = Field(default="general", description="Channel name the console talks in.")
+    user: str = Field(default="you", description="Who you are in the console.")
+
+
+class Config(Strict):
+    """The file format of ``config/roundtable.yaml``."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"title": "Roundtable configuration"}
+    )
+    timezone: str = Field(default="UTC", description="Default IANA time zone for schedules.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; ROUNDTABLE_DATABASE_URL wins over this."
+    )
+    prompts_dir: str = Field(default="../prompts", description="Relative to this file.")
+    default_prompt_set: str | None = Field(
+        default=None, description="Set used in channels that no schedule targets."
+    )
+    admins: Admins = Admins()
+    schedules: list[Schedule] = Field(default_factory=list)
+    slack: SlackSettings = SlackSettings()
+    discord: DiscordSettings = DiscordSettings()
+    console: ConsoleSettings = ConsoleSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return _check_zone(v)
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_names(cls, v: list[Schedule]) -> list[Schedule]:
+        names = [s.name for s in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"schedule names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
+    def zone_of(self, schedule: Schedule) -> ZoneInfo:
+        return ZoneInfo(schedule.timezone or self.timezone)
+
+    def schedules_for(self, channel: str) -> list[Schedule]:
+        return [s for s in self.schedules if channel in s.channels]
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials, from the environment only. ``repr`` never shows values."""
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    discord_bot_token: str | None = None
+
+    ENV = {
+        "slack_bot_token": "SLACK_BOT_TOKEN",
+        "slack_signing_secret": "SLACK_SIGNING_SECRET",
+        "slack_app_token": "SLACK_APP_TOKEN",
+        "discord_bot_token": "DISCORD_BOT_TOKEN",
+    }
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Secrets:
+        env = dict(os.environ if env is None else env)
+        return cls(**{field: env.get(var) or None for field, var in cls.ENV.items()})
+
+    def values(self) -> list[str]:
+        return [v for v in (getattr(self, f) for f in self.ENV) if v]
+
+    def __repr__(self) -> str:
+        present = [var for f, var in self.ENV.items() if getattr(self, f)]
+        return f"Secrets(present={present})"
+
+    @property
+    def slack(self) -> bool:
+        return bool(self.slack_bot_token)
+
+    @property
+    def discord(self) -> bool:
+        return bool(self.discord_bot_token)
+
+
+def resolve_config_path(cli_value: str | None) -> Path:
+    return Path(cli_value or os.environ.get("ROUNDTABLE_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: Path, display: str | None = None):
+    """Load and validate the config file; returns (Config, SourceDoc) or raises ProblemsFound."""
+    doc = load_yaml(path, display)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise ProblemsFound([doc.problem((), "the config file must be a mapping of keys")])
+    try:
+        return Config.model_validate(data), doc
+    except ValidationError as exc:
+        raise ProblemsFound(doc.problems_from(exc)) from None
+
+
+def database_url(config: Config, env: dict[str, str] | None = None) -> str:
+    """The database URL to use, normalised to an async driver."""
+    env = os.environ if env is None else env
+    url = env.get("ROUNDTABLE_DATABASE_URL") or config.database_url or DEFAULT_DATABASE_URL
+    return normalise_database_url(url)
+
+
+def normalise_database_url(url: str) -> str:
+    for plain, driver in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url

@@ -1,0 +1,279 @@
+"""Core handlers: one neutral event in, one ``Outcome`` (replies and posts) out.
+
+Handlers never call a platform. They return what should be said; the dispatcher
+posts it through the right adapter after the database work has been committed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.core import commands
+from bot.core.commands import Command, CommandError
+from bot.core.events import (
+    CommandInvoked,
+    FormSubmitted,
+    Incoming,
+    MessageDeleted,
+    MessageEdited,
+    MessagePosted,
+    Outcome,
+    RoundPost,
+)
+from bot.core.rounds import AnswerRejected, RoundService, prompt_view
+from bot.storage.store import ChannelBusy
+
+log = logging.getLogger(__name__)
+
+NO_ROUND = (
+    "There is no open round here right now. An admin can start one with `/discuss now`; "
+    "`/discuss next` shows what comes next."
+)
+
+
+def _questions(numbers: list[int]) -> str:
+    if len(numbers) == 1:
+        return f"question {numbers[0]}"
+    return "questions " + ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+
+
+class Handlers:
+    def __init__(self, service: RoundService):
+        self.service = service
+        self.store = service.store
+        self.commands: dict[str, Callable[[CommandInvoked, Command], Awaitable[Outcome]]] = {
+            "help": self.cmd_help,
+            "now": self.cmd_now,
+            "answer": self.cmd_answer,
+            "results": self.cmd_results,
+            "next": self.cmd_next,
+            "sets": self.cmd_sets,
+            "preview": self.cmd_preview,
+            "withdraw": self.cmd_withdraw,
+            "close": self.cmd_close,
+            "skip": self.cmd_skip,
+            "pause": self.cmd_pause,
+            "resume": self.cmd_resume,
+        }
+
+    async def handle(self, event: Incoming) -> Outcome:
+        match event:
+            case CommandInvoked():
+                return await self.on_command(event)
+            case MessagePosted():
+                return await self.on_message(event)
+            case MessageEdited():
+                return await self.on_edit(event)
+            case MessageDeleted():
+                await self.store.delete_response_by_message(event.channel, event.message_ref)
+                return Outcome()
+            case FormSubmitted():
+                return await self.on_form(event)
+        raise TypeError(f"unknown event {event!r}")
+
+    # ---- commands -----------------------------------------------------------------------
+
+    async def on_command(self, event: CommandInvoked) -> Outcome:
+        try:
+            command = commands.parse(event.text)
+        except CommandError as exc:
+            return Outcome().reply(str(exc))
+        if command.spec.admin and not event.actor.is_admin:
+            return Outcome().reply(
+                f"`/discuss {command.name}` is for admins only. Ask one of the admins listed "
+                "in the Roundtable config."
+            )
+        return await self.commands[command.name](event, command)
+
+    async def cmd_help(self, event: CommandInvoked, _: Command) -> Outcome:
+        return Outcome().reply(commands.help_text(is_admin=event.actor.is_admin))
+
+    async def cmd_now(self, event: CommandInvoked, command: Command) -> Outcome:
+        try:
+            _, outcome = await self.service.open_round(event.channel, prompt_id=command.prompt_id)
+        except LookupError:
+            return Outcome().reply(self._unknown_prompt(command.prompt_id))
+        except ChannelBusy:
+            return Outcome().reply("A round was just opened here by someone else; try again.")
+        return outcome
+
+    async def cmd_answer(self, event: CommandInvoked, command: Command) -> Outcome:
+        round_ = await self.store.open_round_in(event.channel)
+        if round_ is None:
+            return Outcome().reply(NO_ROUND)
+        try:
+            _, updated, outcome = await self.service.record_answer(
+                round_,
+                event.actor,
+                command.text,
+                question=command.question,
+                anonymous=command.anonymous,
+            )
+        except AnswerRejected as exc:
+            return Outcome().reply(str(exc))
+        return outcome.reply(self._saved(command.question, command.anonymous, updated))
+
+    async def cmd_results(self, event: CommandInvoked, _: Command) -> Outcome:
+        round_ = await self.store.open_round_in(event.channel)
+        if round_ is None:
+            return Outcome().reply(NO_ROUND)
+        outcome = Outcome()
+        outcome.replies.append(await self.service.summary(round_, final=False))
+        return outcome
+
+    async def cmd_next(self, event: CommandInvoked, _: Command) -> Outcome:
+        nxt = await self.service.next_prompt(event.channel)
+        if nxt is None:
+            return Outcome().reply("There are no prompt sets configured.")
+        text = f"Next here: “{nxt.prompt.title}” ({nxt.prompt.id}) from the set {nxt.prompt_set.id}."
+        if nxt.remaining_after <= 1:
+            text += (
+                f" After it, {nxt.remaining_after} unused prompt"
+                f"{'s' if nxt.remaining_after != 1 else ''} left in this pass through the set."
+            )
+        return Outcome().reply(text)
+
+    async def cmd_sets(self, event: CommandInvoked, _: Command) -> Outcome:
+        lib = self.service.library()
+        lines = ["Prompt sets:"]
+        for loaded in lib.prompt_sets.values():
+            n = len(loaded.prompts)
+            lines.append(f"  {loaded.id} — {loaded.content.title} ({n} prompt{'s' * (n != 1)})")
+            lines.extend(f"    {p.id}: {p.title}" for p in loaded.prompts)
+        return Outcome().reply("\n".join(lines))
+
+    async def cmd_preview(self, event: CommandInvoked, command: Command) -> Outcome:
+        if command.prompt_id:
+            found = self.service.library().find_prompt(command.prompt_id)
+            if found is None:
+                return Outcome().reply(self._unknown_prompt(command.prompt_id))
+            prompt = found[1]
+        else:
+            nxt = await self.service.next_prompt(event.channel)
+            if nxt is None:
+                return Outcome().reply("There are no prompt sets configured.")
+            prompt = nxt.prompt
+        schedule = self.service.library().schedule_for_channel(event.channel)
+        outcome = Outcome()
+        outcome.replies.append(
+            RoundPost(
+                round_id=0,
+                round_key="preview",
+                channel=event.channel,
+                prompt=prompt_view(prompt),
+                anonymous_allowed=schedule is None or schedule.anonymous_answers == "allowed",
+                preview=True,
+            )
+        )
+        return outcome
+
+    async def cmd_withdraw(self, event: CommandInvoked, _: Command) -> Outcome:
+        round_ = await self.store.open_round_in(event.channel)
+        if round_ is None:
+            return Outcome().reply(NO_ROUND)
+        n = await self.service.withdraw(round_, event.actor)
+        if not n:
+            return Outcome().reply("You have no answers in this round to withdraw.")
+        return Outcome().reply(f"Removed your {n} answer{'s' * (n != 1)} from this round.")
+
+    async def cmd_close(self, event: CommandInvoked, _: Command) -> Outcome:
+        round_ = await self.store.open_round_in(event.channel)
+        if round_ is None:
+            return Outcome().reply(NO_ROUND)
+        return await self.service.close_round(round_)
+
+    async def cmd_skip(self, event: CommandInvoked, _: Command) -> Outcome:
+        state = await self.store.channel_state(event.channel)
+        skips = (state.skips_pending if state else 0) + 1
+        await self.store.set_channel_state(event.channel, self.service.clock.now(), skips_pending=skips)
+        return Outcome().reply(
+            f"The next {'round' if skips == 1 else f'{skips} rounds'} scheduled here will be skipped."
+        )
+
+    async def cmd_pause(self, event: CommandInvoked, _: Command) -> Outcome:
+        await self.store.set_channel_state(event.channel, self.service.clock.now(), paused=True)
+        return Outcome().reply("Scheduled rounds are paused here. `/discuss resume` restarts them.")
+
+    async def cmd_resume(self, event: CommandInvoked, _: Command) -> Outcome:
+        await self.store.set_channel_state(event.channel, self.service.clock.now(), paused=False)
+        return Outcome().reply("Scheduled rounds are running here again.")
+
+    # ---- answers from messages and forms -----------------------------------------------
+
+    async def on_message(self, event: MessagePosted) -> Outcome:
+        if event.thread_ref is None:
+            round_ = await self.store.open_round_in(event.channel)
+            if round_ is None:
+                return Outcome().reply(NO_ROUND)
+        else:
+            round_ = await self.store.round_by_message(event.channel, event.thread_ref)
+            if round_ is None or not round_.is_open:
+                return Outcome()  # ordinary conversation, or talk after the round closed
+        question, text = commands.split_numbered(event.text)
+        if question is not None and question > len(round_.prompt_snapshot["questions"]):
+            question, text = None, event.text.strip()
+        try:
+            _, updated, outcome = await self.service.record_answer(
+                round_, event.actor, text, question=question, message_ref=event.message_ref
+            )
+        except AnswerRejected as exc:
+            return Outcome().reply(str(exc))
+        return outcome.reply(self._saved(question, False, updated))
+
+    async def on_edit(self, event: MessageEdited) -> Outcome:
+        question, text = commands.split_numbered(event.text)
+        try:
+            text = self.service.check_text(text)
+        except AnswerRejected as exc:
+            log.info("ignored an edit that would make an answer invalid: %s", exc)
+            return Outcome()
+        await self.store.edit_response(
+            event.channel, event.message_ref, text, question, self.service.clock.now()
+        )
+        return Outcome()
+
+    async def on_form(self, event: FormSubmitted) -> Outcome:
+        round_ = await self.store.get_round(event.round_id)
+        if round_ is None or round_.channel != event.channel:
+            return Outcome().reply("That round no longer exists.")
+        answers = {n: t.strip() for n, t in sorted(event.answers.items()) if t and t.strip()}
+        if not answers:
+            return Outcome().reply("The form was empty, so nothing was saved.")
+        outcome = Outcome()
+        saved: list[int] = []
+        try:
+            for number, text in answers.items():
+                self.service.check_text(text)
+                self.service.check_question(round_, number)
+            for number, text in answers.items():
+                _, _, posts = await self.service.record_answer(
+                    round_, event.actor, text, question=number, anonymous=event.anonymous
+                )
+                outcome.extend(posts)
+                saved.append(number)
+        except AnswerRejected as exc:
+            done = f" (Saved {_questions(saved)} before that.)" if saved else ""
+            return outcome.reply(f"{exc}{done}")
+        how = "anonymous answers" if event.anonymous else "answers"
+        if len(saved) == 1:
+            how = how[:-1]
+        return outcome.reply(f"Saved your {how} to {_questions(saved)}. Thank you!")
+
+    # ---- wording ------------------------------------------------------------------------
+
+    def _saved(self, question: int | None, anonymous: bool, updated: bool) -> str:
+        what = "anonymous answer" if anonymous else "answer"
+        where = f" to question {question}" if question else ""
+        verb = "Updated" if updated else "Saved"
+        text = f"{verb} your {what}{where}."
+        if anonymous:
+            text += " It is stored without your name; nobody can see it was you."
+        return text
+
+    def _unknown_prompt(self, prompt_id: str | None) -> str:
+        ids = self.service.library().all_prompt_ids()
+        close = difflib.get_close_matches(prompt_id or "", ids, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else ""
+        return f"Unknown prompt id `{prompt_id}`.{hint} `/discuss sets` lists them."

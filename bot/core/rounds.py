@@ -1,0 +1,325 @@
+"""The round service: opening and closing rounds, rotation, answers, results and digests.
+
+This is the only place that decides what a round is; handlers translate commands into
+calls here, and the scheduler calls the same methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.config import Order, Schedule
+from bot.core.anonymity import new_round_key, pseudonym
+from bot.core.clock import Clock
+from bot.core.events import (
+    Actor,
+    Answer,
+    AnswerGroup,
+    Outcome,
+    PromptView,
+    RoundPost,
+    Summary,
+    ThreadPost,
+)
+from bot.library import Library
+from bot.prompts import LoadedSet, Prompt
+from bot.storage.models import POSTING, Response, RotationEntry, Round
+from bot.storage.store import ChannelBusy, Store
+
+log = logging.getLogger(__name__)
+
+MAX_ANSWER = 4000
+
+
+class AnswerRejected(ValueError):
+    """The answer cannot be stored; the message says why. Nothing was saved."""
+
+
+@dataclass(frozen=True)
+class NextPrompt:
+    prompt_set: LoadedSet
+    prompt: Prompt
+    cycle: int
+    remaining_after: int  # prompts left unused in this pass after this one
+
+
+def prompt_view(prompt: Prompt) -> PromptView:
+    return PromptView(
+        prompt_id=prompt.id,
+        title=prompt.title,
+        source=prompt.source,
+        url=str(prompt.url) if prompt.url else None,
+        summary=prompt.summary,
+        questions=tuple((q.text, q.origin.value) for q in prompt.questions),
+    )
+
+
+def round_key(round_: Round) -> str:
+    """Stable per round: the idempotency key adapters attach to the round's post."""
+    return f"rt-{round_.id}"
+
+
+def round_post(round_: Round) -> RoundPost:
+    return RoundPost(
+        round_id=round_.id,
+        round_key=round_key(round_),
+        channel=round_.channel,
+        prompt=PromptView.from_json(round_.prompt_snapshot),
+        anonymous_allowed=round_.anonymous_allowed,
+    )
+
+
+def rotation_order(loaded: LoadedSet, channel: str, cycle: int, order: Order) -> list[Prompt]:
+    """The order a channel goes through a set in one pass; shuffles are reproducible."""
+    prompts = list(loaded.prompts)
+    if order is Order.shuffle:
+        random.Random(f"{channel}|{loaded.id}|{cycle}").shuffle(prompts)
+    return prompts
+
+
+class RoundService:
+    def __init__(self, store: Store, library: Callable[[], Library], clock: Clock):
+        self.store = store
+        self.library = library
+        self.clock = clock
+
+    # ---- rotation -----------------------------------------------------------------------
+
+    async def next_prompt(self, channel: str) -> NextPrompt | None:
+        lib = self.library()
+        loaded = lib.set_for_channel(channel)
+        if loaded is None:
+            return None
+        schedule = lib.schedule_for_channel(channel)
+        order = schedule.order if schedule else Order.sequential
+        cycle, used = await self.store.rotation(channel, loaded.id)
+        candidates = [p for p in rotation_order(loaded, channel, cycle, order) if p.id not in used]
+        if not candidates:
+            cycle += 1
+            candidates = rotation_order(loaded, channel, cycle, order)
+        return NextPrompt(loaded, candidates[0], cycle, len(candidates) - 1)
+
+    # ---- opening and closing ------------------------------------------------------------
+
+    async def open_round(
+        self,
+        channel: str,
+        *,
+        prompt_id: str | None = None,
+        schedule: Schedule | None = None,
+        occurrence: str | None = None,
+        due_at: datetime | None = None,
+    ) -> tuple[Round, Outcome]:
+        """Open a round now (closing the channel's open round first) and return its post.
+
+        Raises LookupError for an unknown prompt id and ChannelBusy when another process
+        opened a round in the channel at the same instant.
+        """
+        lib = self.library()
+        now = self.clock.now()
+        if prompt_id is not None:
+            found = lib.find_prompt(prompt_id)
+            if found is None:
+                raise LookupError(prompt_id)
+            loaded, prompt = found
+            cycle, used = await self.store.rotation(channel, loaded.id)
+            if used >= {p.id for p in loaded.prompts}:
+                cycle += 1  # the pass is complete: an explicit pick starts the next one
+        else:
+            nxt = await self.next_prompt(channel)
+            if nxt is None:
+                raise LookupError("no prompt sets")
+            loaded, prompt, cycle = nxt.prompt_set, nxt.prompt, nxt.cycle
+        schedule = schedule or lib.schedule_for_channel(channel)
+        new = Round(
+            channel=channel,
+            schedule_name=schedule.name if schedule and occurrence else None,
+            occurrence=occurrence,
+            status=POSTING,
+            prompt_set=loaded.id,
+            prompt_id=prompt.id,
+            prompt_snapshot=prompt_view(prompt).to_json(),
+            anonymous_allowed=(schedule is None or schedule.anonymous_answers == "allowed"),
+            min_anonymous_group=schedule.min_anonymous_group if schedule else 3,
+            anon_key=new_round_key(),
+            created_at=now,
+            due_at=due_at or now,
+            remind_at=(now + schedule.reminder_after) if schedule and schedule.reminder_after else None,
+            close_at=(now + schedule.close_after) if schedule and schedule.close_after else None,
+        )
+        entry = RotationEntry(
+            channel=channel, prompt_set=loaded.id, cycle=cycle, prompt_id=prompt.id, used_at=now
+        )
+        round_, closed = await self.store.open_round(new, rotation=entry, now=now)
+        outcome = Outcome()
+        for old in closed:
+            outcome.posts.append(await self.summary(old, final=True))
+        outcome.posts.append(round_post(round_))
+        log.info("opened round %s in %s with prompt %s", round_.id, channel, prompt.id)
+        return round_, outcome
+
+    async def close_round(self, round_: Round) -> Outcome:
+        closed = await self.store.close_round(round_.id, self.clock.now())
+        outcome = Outcome()
+        if closed is not None:
+            outcome.posts.append(await self.summary(closed, final=True))
+            log.info("closed round %s in %s", closed.id, closed.channel)
+        return outcome
+
+    async def mark_posted(self, round_id: int, message_ref: str | None, thread_ref: str | None) -> None:
+        await self.store.mark_posted(round_id, message_ref, thread_ref, self.clock.now())
+
+    # ---- answers ------------------------------------------------------------------------
+
+    @staticmethod
+    def check_text(text: str) -> str:
+        text = text.strip()
+        if not text:
+            raise AnswerRejected("Your answer is empty, so nothing was saved.")
+        if len(text) > MAX_ANSWER:
+            raise AnswerRejected(
+                f"Your answer is {len(text):,} characters; the limit is {MAX_ANSWER:,}. "
+                "Nothing was saved — please shorten it and try again."
+            )
+        return text
+
+    def check_question(self, round_: Round, question: int | None) -> int | None:
+        n = len(round_.prompt_snapshot["questions"])
+        if question is not None and not 1 <= question <= n:
+            raise AnswerRejected(
+                f"This round has {n} question{'s' if n != 1 else ''}; there is no question {question}."
+            )
+        return question
+
+    async def record_answer(
+        self,
+        round_: Round,
+        actor: Actor,
+        text: str,
+        *,
+        question: int | None = None,
+        anonymous: bool = False,
+        message_ref: str | None = None,
+    ) -> tuple[Response, bool, Outcome]:
+        """Validate and commit one answer. Returns (response, was_update, posts).
+
+        Raises AnswerRejected (with a user-facing reason) when nothing was stored.
+        """
+        text = self.check_text(text)
+        question = self.check_question(round_, question)
+        if anonymous and not round_.anonymous_allowed:
+            raise AnswerRejected("Anonymous answers are turned off for this round.")
+        if not round_.is_open:
+            raise AnswerRejected("This round is closed, so answers are no longer collected.")
+        now = self.clock.now()
+        if anonymous:
+            if round_.anon_key is None:
+                raise AnswerRejected("This round is closed, so answers are no longer collected.")
+            row = Response(
+                round_id=round_.id,
+                anonymous=True,
+                pseudonym=pseudonym(round_.anon_key, actor.key),
+                question=question,
+                text=text,
+                message_ref=None,
+                late=False,
+                created_at=now,
+            )
+        else:
+            row = Response(
+                round_id=round_.id,
+                anonymous=False,
+                author_id=actor.key,
+                author_name=actor.display_name,
+                question=question,
+                text=text,
+                message_ref=message_ref,
+                late=False,
+                created_at=now,
+            )
+        saved, updated = await self.store.save_response(row, replace_same_question=True)
+        outcome = Outcome()
+        if anonymous:
+            label = f"Anonymous answer to Q{question}:" if question else "Anonymous answer:"
+            outcome.posts.append(
+                ThreadPost(
+                    round_id=round_.id,
+                    channel=round_.channel,
+                    thread_ref=round_.thread_ref,
+                    kind="anonymous_answer",
+                    text=label,
+                    quote=text,
+                    question=question,
+                )
+            )
+        return saved, updated, outcome
+
+    async def withdraw(self, round_: Round, actor: Actor) -> int:
+        alias = pseudonym(round_.anon_key, actor.key) if round_.anon_key else None
+        return await self.store.delete_responses_of(round_.id, author_id=actor.key, pseudonym=alias)
+
+    # ---- views --------------------------------------------------------------------------
+
+    async def summary(self, round_: Round, *, final: bool) -> Summary:
+        return build_summary(round_, await self.store.responses(round_.id), final=final)
+
+
+def build_summary(round_: Round, responses: list[Response], *, final: bool) -> Summary:
+    """Group answers per question without exposing who was anonymous.
+
+    Anonymous answers are listed after named ones, sorted by text rather than by time,
+    so their order says nothing about who wrote them. When fewer people answered
+    anonymously than the round's ``min_anonymous_group``, their answers are pooled in
+    one group and no per-question counts are shown, so a lone anonymous answer cannot
+    be singled out by which question it went to.
+    """
+    prompt = PromptView.from_json(round_.prompt_snapshot)
+    respondents = len({r.author_id or r.pseudonym for r in responses})
+    anon_people = len({r.pseudonym for r in responses if r.anonymous})
+    pool_anonymous = 0 < anon_people < round_.min_anonymous_group
+    numbers: list[int | None] = [*range(1, len(prompt.questions) + 1), None]
+    groups = []
+    for number in numbers:
+        named = [r for r in responses if not r.anonymous and r.question == number]
+        anon = [] if pool_anonymous else [r for r in responses if r.anonymous and r.question == number]
+        answers = [Answer(r.text, r.author_name or "someone", r.late) for r in named]
+        answers += [Answer(r.text, None, r.late) for r in sorted(anon, key=lambda r: r.text)]
+        if answers:
+            question = prompt.questions[number - 1][0] if number else "Other thoughts"
+            groups.append(AnswerGroup(number, question, tuple(answers)))
+    if pool_anonymous:
+        pooled = sorted((r for r in responses if r.anonymous), key=lambda r: r.text)
+        groups.append(
+            AnswerGroup(None, "Shared anonymously", tuple(Answer(r.text, None) for r in pooled))
+        )
+    note = None
+    if not responses:
+        note = "No answers yet." if not final else "Nobody shared an answer this time — that's fine."
+    return Summary(
+        round_id=round_.id,
+        channel=round_.channel,
+        thread_ref=round_.thread_ref,
+        title=prompt.title,
+        respondents=respondents,
+        groups=tuple(groups),
+        final=final,
+        show_counts=not pool_anonymous,
+        note=note,
+    )
+
+
+__all__ = [
+    "MAX_ANSWER",
+    "AnswerRejected",
+    "ChannelBusy",
+    "NextPrompt",
+    "RoundService",
+    "build_summary",
+    "prompt_view",
+    "round_key",
+    "round_post",
+]

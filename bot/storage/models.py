@@ -1,0 +1,178 @@
+"""Database tables.
+
+Privacy is a property of this schema, not just of the views: there is no table of
+members, no per-person counter, and an anonymous response has no author column value,
+only a pseudonym keyed by a per-round secret that is erased when the round closes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# Round statuses. A round is "open" while claimed/posting/posted.
+CLAIMED, POSTING, POSTED, CLOSED, MISSED, SKIPPED = (
+    "claimed",
+    "posting",
+    "posted",
+    "closed",
+    "missed",
+    "skipped",
+)
+OPEN_STATUSES = (CLAIMED, POSTING, POSTED)
+
+
+class Round(Base):
+    """One posting of one prompt into one channel."""
+
+    __tablename__ = "rounds"
+    __table_args__ = (
+        # Exactly once: one round per (schedule, channel, local wall-time occurrence).
+        UniqueConstraint("schedule_name", "channel", "occurrence", name="uq_round_occurrence"),
+        # At most one open round per channel, even with several bot processes.
+        Index(
+            "uq_round_open_per_channel",
+            "channel",
+            unique=True,
+            sqlite_where=text("status IN ('claimed', 'posting', 'posted')"),
+            postgresql_where=text("status IN ('claimed', 'posting', 'posted')"),
+        ),
+        Index("ix_round_channel_message", "channel", "message_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    schedule_name: Mapped[str | None] = mapped_column(String(100))
+    occurrence: Mapped[str | None] = mapped_column(String(40))  # local wall time, ISO minutes
+    status: Mapped[str] = mapped_column(String(20))
+    status_reason: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    prompt_set: Mapped[str] = mapped_column(String(100))
+    prompt_id: Mapped[str] = mapped_column(String(100))
+    # The prompt exactly as posted (title, source, url, summary, questions); edits to the
+    # YAML later never change what a past round asked.
+    prompt_snapshot: Mapped[dict] = mapped_column(JSON)
+    anonymous_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
+    min_anonymous_group: Mapped[int] = mapped_column(Integer, default=3)
+    # Per-round secret for anonymous pseudonyms; set to NULL when the round closes.
+    anon_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    message_ref: Mapped[str | None] = mapped_column(String(100))  # platform id of the post
+    thread_ref: Mapped[str | None] = mapped_column(String(100))  # where replies go
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    close_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    responses: Mapped[list[Response]] = relationship(
+        back_populates="round", cascade="all, delete-orphan", order_by="Response.id"
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class Response(Base):
+    """One answer. Named answers carry the author; anonymous ones only a pseudonym."""
+
+    __tablename__ = "responses"
+    __table_args__ = (UniqueConstraint("round_id", "message_ref", name="uq_response_message"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    author_id: Mapped[str | None] = mapped_column(String(200))  # "platform:user"; NULL if anonymous
+    author_name: Mapped[str | None] = mapped_column(String(200))  # NULL if anonymous
+    pseudonym: Mapped[str | None] = mapped_column(String(64))  # HMAC; only for anonymous
+    question: Mapped[int | None] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    message_ref: Mapped[str | None] = mapped_column(String(100))
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    round: Mapped[Round] = relationship(back_populates="responses")
+
+
+class RotationEntry(Base):
+    """A prompt a channel has seen in a given pass through its set."""
+
+    __tablename__ = "rotation_entries"
+
+    channel: Mapped[str] = mapped_column(String(200), primary_key=True)
+    prompt_set: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cycle: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ChannelState(Base):
+    """Admin switches per channel (pause, skip the next round)."""
+
+    __tablename__ = "channel_states"
+
+    channel: Mapped[str] = mapped_column(String(200), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    skips_pending: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ProcessedEvent(Base):
+    """Platform event ids already handled, so redeliveries are stored once."""
+
+    __tablename__ = "processed_events"
+
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AppState(Base):
+    """Small named values (e.g. the hash of the last synced Discord command tree)."""
+
+    __tablename__ = "app_state"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,318 @@
+"""The one place that talks to the database. Every method is one committed transaction.
+
+Callers get plain ORM objects that stay readable after the session closes
+(``expire_on_commit=False``); they never hold a session themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.storage.engine import create_engine, migrate
+from bot.storage.models import (
+    CLOSED,
+    OPEN_STATUSES,
+    POSTED,
+    AppState,
+    ChannelState,
+    ProcessedEvent,
+    Response,
+    RotationEntry,
+    Round,
+)
+
+
+class ChannelBusy(Exception):
+    """Another round was opened in this channel at the same moment (by another process)."""
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        engine = create_engine(url)
+        await migrate(engine)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work is committed on success and rolled back on error."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    def _insert(self, table):
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    # ---- rounds -------------------------------------------------------------------------
+
+    async def open_round(
+        self, new: Round, *, rotation: RotationEntry | None, now: datetime
+    ) -> tuple[Round, list[Round]]:
+        """Close whatever is open in the channel and insert ``new``, atomically.
+
+        Returns the new round and the rounds this closed (for their digests).
+        """
+        try:
+            async with self.session() as s:
+                closed = await self._close_open_rounds(s, new.channel, now)
+                s.add(new)
+                if rotation is not None:
+                    await s.execute(
+                        self._insert(RotationEntry)
+                        .values(
+                            channel=rotation.channel,
+                            prompt_set=rotation.prompt_set,
+                            cycle=rotation.cycle,
+                            prompt_id=rotation.prompt_id,
+                            used_at=rotation.used_at,
+                        )
+                        .on_conflict_do_nothing()
+                    )
+        except IntegrityError as exc:
+            raise ChannelBusy(new.channel) from exc
+        return new, closed
+
+    async def _close_open_rounds(self, s: AsyncSession, channel: str, now: datetime) -> list[Round]:
+        rows = (
+            await s.scalars(
+                select(Round).where(Round.channel == channel, Round.status.in_(OPEN_STATUSES))
+            )
+        ).all()
+        for r in rows:
+            r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
+        await s.flush()
+        return list(rows)
+
+    async def close_round(self, round_id: int, now: datetime) -> Round | None:
+        """Close one open round and erase its anonymity key. None if it was not open."""
+        async with self.session() as s:
+            r = await s.get(Round, round_id, with_for_update=self.dialect == "postgresql")
+            if r is None or r.status not in OPEN_STATUSES:
+                return None
+            r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
+            return r
+
+    async def close_channel(self, channel: str, now: datetime) -> list[Round]:
+        async with self.session() as s:
+            return await self._close_open_rounds(s, channel, now)
+
+    async def mark_posted(
+        self, round_id: int, message_ref: str | None, thread_ref: str | None, now: datetime
+    ) -> None:
+        async with self.session() as s:
+            r = await s.get(Round, round_id)
+            if r is None:
+                return
+            r.message_ref, r.thread_ref = message_ref, thread_ref or message_ref
+            r.posted_at, r.lease_until = now, None
+            if r.status in OPEN_STATUSES:  # never reopen a round closed while posting
+                r.status = POSTED
+
+    async def update_round(self, round_id: int, **values: Any) -> None:
+        async with self.session() as s:
+            await s.execute(update(Round).where(Round.id == round_id).values(**values))
+
+    async def get_round(self, round_id: int) -> Round | None:
+        async with self.session() as s:
+            return await s.get(Round, round_id)
+
+    async def open_round_in(self, channel: str) -> Round | None:
+        async with self.session() as s:
+            return await s.scalar(
+                select(Round).where(Round.channel == channel, Round.status.in_(OPEN_STATUSES))
+            )
+
+    async def round_by_message(self, channel: str, message_ref: str) -> Round | None:
+        async with self.session() as s:
+            return await s.scalar(
+                select(Round)
+                .where(Round.channel == channel, Round.message_ref == message_ref)
+                .order_by(Round.id.desc())
+                .limit(1)
+            )
+
+    async def rounds(self, *, channel: str | None = None, since: datetime | None = None) -> list[Round]:
+        async with self.session() as s:
+            query = select(Round).order_by(Round.created_at, Round.id)
+            if channel:
+                query = query.where(Round.channel == channel)
+            if since:
+                query = query.where(Round.created_at >= since)
+            return list((await s.scalars(query)).all())
+
+    async def count_respondents(self, round_ids: Iterable[int]) -> dict[int, int]:
+        """Number of distinct people who answered, per round (never who)."""
+        ids = list(round_ids)
+        if not ids:
+            return {}
+        who = func.coalesce(Response.author_id, Response.pseudonym)
+        async with self.session() as s:
+            rows = await s.execute(
+                select(Response.round_id, func.count(func.distinct(who)))
+                .where(Response.round_id.in_(ids))
+                .group_by(Response.round_id)
+            )
+            return {rid: n for rid, n in rows.all()}
+
+    # ---- responses ----------------------------------------------------------------------
+
+    async def save_response(self, response: Response, *, replace_same_question: bool) -> tuple[Response, bool]:
+        """Insert an answer, or update the one it replaces. Returns (row, was_update).
+
+        A message-backed answer (thread reply, console line) is keyed by its message id, so
+        a redelivered event updates instead of duplicating. A form or command answer
+        replaces the same person's earlier form answer to the same question.
+        """
+        async with self.session() as s:
+            existing = None
+            if response.message_ref is not None:
+                existing = await s.scalar(
+                    select(Response).where(
+                        Response.round_id == response.round_id,
+                        Response.message_ref == response.message_ref,
+                    )
+                )
+            elif replace_same_question:
+                who = (
+                    Response.pseudonym == response.pseudonym
+                    if response.anonymous
+                    else Response.author_id == response.author_id
+                )
+                existing = await s.scalar(
+                    select(Response).where(
+                        Response.round_id == response.round_id,
+                        Response.message_ref.is_(None),
+                        Response.anonymous == response.anonymous,
+                        who,
+                        Response.question.is_(None)
+                        if response.question is None
+                        else Response.question == response.question,
+                    )
+                )
+            if existing is not None:
+                existing.text = response.text
+                existing.edited_at = response.created_at
+                return existing, True
+            s.add(response)
+            return response, False
+
+    async def edit_response(
+        self, channel: str, message_ref: str, text: str, question: int | None, now: datetime
+    ) -> Response | None:
+        async with self.session() as s:
+            row = await s.scalar(
+                select(Response)
+                .join(Round)
+                .where(Round.channel == channel, Response.message_ref == message_ref)
+            )
+            if row is None:
+                return None
+            row.text, row.question, row.edited_at = text, question, now
+            return row
+
+    async def delete_response_by_message(self, channel: str, message_ref: str) -> bool:
+        async with self.session() as s:
+            ids = select(Response.id).join(Round).where(
+                Round.channel == channel, Response.message_ref == message_ref
+            )
+            result = await s.execute(delete(Response).where(Response.id.in_(ids)))
+            return result.rowcount > 0
+
+    async def delete_responses_of(
+        self, round_id: int, *, author_id: str, pseudonym: str | None
+    ) -> int:
+        """Withdraw everything one person answered in a round (named and anonymous)."""
+        async with self.session() as s:
+            who = Response.author_id == author_id
+            if pseudonym is not None:
+                who = who | (Response.pseudonym == pseudonym)
+            result = await s.execute(delete(Response).where(Response.round_id == round_id, who))
+            return result.rowcount
+
+    async def responses(self, round_id: int) -> list[Response]:
+        async with self.session() as s:
+            return list(
+                (
+                    await s.scalars(
+                        select(Response).where(Response.round_id == round_id).order_by(Response.id)
+                    )
+                ).all()
+            )
+
+    # ---- rotation -----------------------------------------------------------------------
+
+    async def rotation(self, channel: str, prompt_set: str) -> tuple[int, set[str]]:
+        """The current pass number and the prompt ids already used in it."""
+        async with self.session() as s:
+            cycle = await s.scalar(
+                select(func.max(RotationEntry.cycle)).where(
+                    RotationEntry.channel == channel, RotationEntry.prompt_set == prompt_set
+                )
+            )
+            if cycle is None:
+                return 0, set()
+            used = await s.scalars(
+                select(RotationEntry.prompt_id).where(
+                    RotationEntry.channel == channel,
+                    RotationEntry.prompt_set == prompt_set,
+                    RotationEntry.cycle == cycle,
+                )
+            )
+            return cycle, set(used.all())
+
+    # ---- channel state, events, app state -----------------------------------------------
+
+    async def channel_state(self, channel: str) -> ChannelState | None:
+        async with self.session() as s:
+            return await s.get(ChannelState, channel)
+
+    async def set_channel_state(self, channel: str, now: datetime, **values: Any) -> None:
+        async with self.session() as s:
+            state = await s.get(ChannelState, channel)
+            if state is None:
+                state = ChannelState(channel=channel, paused=False, skips_pending=0, updated_at=now)
+                s.add(state)
+            for key, value in values.items():
+                setattr(state, key, value)
+            state.updated_at = now
+
+    async def first_time(self, key: str, now: datetime) -> bool:
+        """Record a platform event id; False if it was already recorded (a redelivery)."""
+        async with self.session() as s:
+            result = await s.execute(
+                self._insert(ProcessedEvent).values(key=key, seen_at=now).on_conflict_do_nothing()
+            )
+            return result.rowcount == 1
+
+    async def get_value(self, key: str) -> str | None:
+        async with self.session() as s:
+            row = await s.get(AppState, key)
+            return row.value if row else None
+
+    async def set_value(self, key: str, value: str, now: datetime) -> None:
+        async with self.session() as s:
+            await s.execute(
+                self._insert(AppState)
+                .values(key=key, value=value, updated_at=now)
+                .on_conflict_do_update(
+                    index_elements=[AppState.key], set_={"value": value, "updated_at": now}
+                )
+            )
