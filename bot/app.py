@@ -97,4 +97,3 @@ async def run(runtime: Runtime) -> None:
         for task in [*tasks, stopper]:
             task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
-

@@ -80,10 +80,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         try:
-            runtime = await build_runtime(resolve_config_path(args.config), secrets=Secrets.from_env())
+            runtime = await build_runtime(
+                resolve_config_path(args.config), secrets=Secrets.from_env()
+            )
         except ProblemsFound as exc:
             _print_problems(exc.problems)
-            print("Refusing to start: fix the problems above (roundtable validate).", file=sys.stderr)
+            print(
+                "Refusing to start: fix the problems above (roundtable validate).", file=sys.stderr
+            )
             return 1
         try:
             await run(runtime)

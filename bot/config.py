@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -76,11 +76,10 @@ def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone '{value}' (use an IANA name like Europe/Berlin)")
+        raise ValueError(
+            f"unknown time zone '{value}' (use an IANA name like Europe/Berlin)"
+        ) from None
     return value
-
-
-TimeZoneName = Annotated[str, BeforeValidator(lambda v: v), Field(examples=["Europe/Berlin"])]
 
 
 class Strict(BaseModel):
@@ -114,7 +113,9 @@ class Schedule(Strict):
     @classmethod
     def _cron(cls, v: str) -> str:
         if len(v.split()) != 5:
-            raise ValueError(f"'{v}' is not a five-field cron expression (minute hour day month weekday)")
+            raise ValueError(
+                f"'{v}' is not a five-field cron expression (minute hour day month weekday)"
+            )
         try:
             CronTrigger.from_crontab(v, timezone="UTC")
         except ValueError as exc:
@@ -145,6 +146,11 @@ class Admins(Strict):
     discord: list[str] = Field(
         default_factory=list, description="Discord user ids, or role ids written 'role:<id>'."
     )
+
+    def allows(self, platform: str, user_id: str, role_ids: tuple[str, ...] = ()) -> bool:
+        """Is this user an admin on this platform? Discord roles are written ``role:<id>``."""
+        listed = set(getattr(self, platform, ()))
+        return user_id in listed or any(f"role:{r}" in listed for r in role_ids)
 
 
 class SlackSettings(Strict):
@@ -215,7 +221,7 @@ class Secrets:
     slack_app_token: str | None = None
     discord_bot_token: str | None = None
 
-    ENV = {
+    ENV: ClassVar[dict[str, str]] = {
         "slack_bot_token": "SLACK_BOT_TOKEN",
         "slack_signing_secret": "SLACK_SIGNING_SECRET",
         "slack_app_token": "SLACK_APP_TOKEN",

@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 # Shapes of platform credentials, redacted even if we were never told their values.
-TOKEN_SHAPES = re.compile(r"xox[a-z]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,}")
+TOKEN_SHAPES = re.compile(
+    r"xox[a-z]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|[MNO][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,}"
+)
 REDACTED = "[redacted]"
 
 

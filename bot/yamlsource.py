@@ -139,7 +139,9 @@ def _walk(
                 line, col = _pos(key_node)
                 first = doc.keys[(*loc, key)]
                 problems.append(
-                    Problem(doc.path, line, col, f"duplicate key '{key}' (first at line {first[0]})")
+                    Problem(
+                        doc.path, line, col, f"duplicate key '{key}' (first at line {first[0]})"
+                    )
                 )
                 continue
             doc.keys[(*loc, key)] = _pos(key_node)

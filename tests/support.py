@@ -146,7 +146,9 @@ class Chat:
     async def delete(self, message_ref: str) -> None:
         await self.dispatcher.handle(MessageDeleted(self.channel, message_ref))
 
-    async def submit(self, round_id: int, answers: dict[int, str], who: str, anonymous=False) -> str:
+    async def submit(
+        self, round_id: int, answers: dict[int, str], who: str, anonymous=False
+    ) -> str:
         event = FormSubmitted(self.actor(who), self.channel, round_id, answers, anonymous)
         return "\n".join(show(r) for r in await self.dispatcher.handle(event))
 

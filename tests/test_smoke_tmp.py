@@ -1,5 +1,6 @@
 from tests.support import make_chat
 
+
 async def test_chat(config_path, database_url):
     chat = await make_chat(config_path, database_url)
     try:

@@ -62,6 +62,9 @@ class ConsoleAdapter:
             self._print(_indent(render.thread_post_text(message)))
         return None
 
+    async def find_post(self, channel: str, round_key: str) -> Posted | None:
+        return None  # the console keeps no history to search
+
     def show(self, reply: Reply | Summary | RoundPost) -> None:
         if isinstance(reply, Reply):
             self._print(reply.text)
@@ -87,8 +90,10 @@ class ConsoleAdapter:
 
         threading.Thread(target=pump, name="console-stdin", daemon=True).start()
         if self.interactive:
-            self._print(f"Roundtable console — you are '{self.user}' in {self.channel}. "
-                        "Type /discuss help; Ctrl-D quits.")
+            self._print(
+                f"Roundtable console — you are '{self.user}' in {self.channel}. "
+                "Type /discuss help; Ctrl-D quits."
+            )
         while True:
             if self.interactive:
                 self.stdout.write(f"{self.user}> ")

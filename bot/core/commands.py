@@ -23,7 +23,9 @@ class CommandSpec:
 
 SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("help", "help", "list the commands"),
-    CommandSpec("now", "now [PROMPT_ID]", "open a round here now (closes the open one first)", True),
+    CommandSpec(
+        "now", "now [PROMPT_ID]", "open a round here now (closes the open one first)", True
+    ),
     CommandSpec(
         "answer",
         "answer [N] [--anonymous] <text>",
@@ -33,7 +35,9 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec("next", "next", "which prompt comes next here, and when"),
     CommandSpec("sets", "sets", "list the prompt sets and their prompts"),
     CommandSpec("preview", "preview [PROMPT_ID]", "show a prompt as a round would post it"),
-    CommandSpec("withdraw", "withdraw", "remove your answers (named and anonymous) from the open round"),
+    CommandSpec(
+        "withdraw", "withdraw", "remove your answers (named and anonymous) from the open round"
+    ),
     CommandSpec("close", "close", "close the open round now and post its digest", True),
     CommandSpec("skip", "skip", "skip the next scheduled round here", True),
     CommandSpec("pause", "pause", "pause scheduled rounds here", True),
@@ -90,7 +94,9 @@ def parse(text: str) -> Command:
             raise CommandError(f"Usage: /discuss {SPEC_BY_NAME[name].usage}")
         return Command(name, prompt_id=parts[0] if parts else None)
     if rest:
-        raise CommandError(f"`/discuss {name}` takes no arguments. Usage: /discuss {SPEC_BY_NAME[name].usage}")
+        raise CommandError(
+            f"`/discuss {name}` takes no arguments. Usage: /discuss {SPEC_BY_NAME[name].usage}"
+        )
     return Command(name)
 
 

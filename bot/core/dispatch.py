@@ -39,7 +39,19 @@ class Platform(Protocol):
     name: str
 
     async def post(self, message: ChannelPost) -> Posted | None:
-        """Post into ``message.channel``; return where it landed (None if not a round)."""
+        """Post into ``message.channel``; return where it landed (None if not a round).
+
+        Raise ``PostFailed`` when the platform refuses for good (no access, unknown
+        channel); other exceptions are treated as transient failures.
+        """
+        ...
+
+    async def find_post(self, channel: str, round_key: str) -> Posted | None:
+        """Find an earlier post of the round with this key (after a crash mid-post).
+
+        Slack looks for message metadata carrying the key, Discord for the nonce.
+        Platforms that cannot look return None.
+        """
         ...
 
 

@@ -127,7 +127,9 @@ class Handlers:
         nxt = await self.service.next_prompt(event.channel)
         if nxt is None:
             return Outcome().reply("There are no prompt sets configured.")
-        text = f"Next here: “{nxt.prompt.title}” ({nxt.prompt.id}) from the set {nxt.prompt_set.id}."
+        text = (
+            f"Next here: “{nxt.prompt.title}” ({nxt.prompt.id}) from the set {nxt.prompt_set.id}."
+        )
         if nxt.remaining_after <= 1:
             text += (
                 f" After it, {nxt.remaining_after} unused prompt"
@@ -187,7 +189,9 @@ class Handlers:
     async def cmd_skip(self, event: CommandInvoked, _: Command) -> Outcome:
         state = await self.store.channel_state(event.channel)
         skips = (state.skips_pending if state else 0) + 1
-        await self.store.set_channel_state(event.channel, self.service.clock.now(), skips_pending=skips)
+        await self.store.set_channel_state(
+            event.channel, self.service.clock.now(), skips_pending=skips
+        )
         return Outcome().reply(
             f"The next {'round' if skips == 1 else f'{skips} rounds'} scheduled here will be skipped."
         )

@@ -40,7 +40,9 @@ def summary_text(summary: Summary) -> str:
         head = f"Results so far — {summary.title}: {people} shared."
     lines = [head]
     for group in summary.groups:
-        label = f"Q{group.number}. {group.question}" if group.number else (group.question or "Other")
+        label = (
+            f"Q{group.number}. {group.question}" if group.number else (group.question or "Other")
+        )
         if summary.show_counts:
             label += f" ({len(group.answers)})"
         lines.append("")

@@ -148,7 +148,9 @@ class RoundService:
             anon_key=new_round_key(),
             created_at=now,
             due_at=due_at or now,
-            remind_at=(now + schedule.reminder_after) if schedule and schedule.reminder_after else None,
+            remind_at=(now + schedule.reminder_after)
+            if schedule and schedule.reminder_after
+            else None,
             close_at=(now + schedule.close_after) if schedule and schedule.close_after else None,
         )
         entry = RotationEntry(
@@ -170,7 +172,9 @@ class RoundService:
             log.info("closed round %s in %s", closed.id, closed.channel)
         return outcome
 
-    async def mark_posted(self, round_id: int, message_ref: str | None, thread_ref: str | None) -> None:
+    async def mark_posted(
+        self, round_id: int, message_ref: str | None, thread_ref: str | None
+    ) -> None:
         await self.store.mark_posted(round_id, message_ref, thread_ref, self.clock.now())
 
     # ---- answers ------------------------------------------------------------------------
@@ -285,7 +289,9 @@ def build_summary(round_: Round, responses: list[Response], *, final: bool) -> S
     groups = []
     for number in numbers:
         named = [r for r in responses if not r.anonymous and r.question == number]
-        anon = [] if pool_anonymous else [r for r in responses if r.anonymous and r.question == number]
+        anon = (
+            [] if pool_anonymous else [r for r in responses if r.anonymous and r.question == number]
+        )
         answers = [Answer(r.text, r.author_name or "someone", r.late) for r in named]
         answers += [Answer(r.text, None, r.late) for r in sorted(anon, key=lambda r: r.text)]
         if answers:
@@ -298,7 +304,9 @@ def build_summary(round_: Round, responses: list[Response], *, final: bool) -> S
         )
     note = None
     if not responses:
-        note = "No answers yet." if not final else "Nobody shared an answer this time — that's fine."
+        note = (
+            "No answers yet." if not final else "Nobody shared an answer this time — that's fine."
+        )
     return Summary(
         round_id=round_.id,
         channel=round_.channel,

@@ -144,12 +144,17 @@ class Store:
         async with self.session() as s:
             return await s.scalar(
                 select(Round)
-                .where(Round.channel == channel, Round.message_ref == message_ref)
+                .where(
+                    Round.channel == channel,
+                    (Round.message_ref == message_ref) | (Round.thread_ref == message_ref),
+                )
                 .order_by(Round.id.desc())
                 .limit(1)
             )
 
-    async def rounds(self, *, channel: str | None = None, since: datetime | None = None) -> list[Round]:
+    async def rounds(
+        self, *, channel: str | None = None, since: datetime | None = None
+    ) -> list[Round]:
         async with self.session() as s:
             query = select(Round).order_by(Round.created_at, Round.id)
             if channel:
@@ -174,7 +179,9 @@ class Store:
 
     # ---- responses ----------------------------------------------------------------------
 
-    async def save_response(self, response: Response, *, replace_same_question: bool) -> tuple[Response, bool]:
+    async def save_response(
+        self, response: Response, *, replace_same_question: bool
+    ) -> tuple[Response, bool]:
         """Insert an answer, or update the one it replaces. Returns (row, was_update).
 
         A message-backed answer (thread reply, console line) is keyed by its message id, so
@@ -230,8 +237,10 @@ class Store:
 
     async def delete_response_by_message(self, channel: str, message_ref: str) -> bool:
         async with self.session() as s:
-            ids = select(Response.id).join(Round).where(
-                Round.channel == channel, Response.message_ref == message_ref
+            ids = (
+                select(Response.id)
+                .join(Round)
+                .where(Round.channel == channel, Response.message_ref == message_ref)
             )
             result = await s.execute(delete(Response).where(Response.id.in_(ids)))
             return result.rowcount > 0
