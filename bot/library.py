@@ -6,6 +6,7 @@ reload, so what passes ``roundtable validate`` is exactly what the bot accepts.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,20 +95,33 @@ def load_library(config_path: Path) -> Library:
     return Library(config=config, config_path=config_path, prompt_sets=sets)
 
 
+Listener = Callable[[Library, Library], Awaitable[None]]
+
+
 class LibraryHolder:
-    """Holds the live library; a reload swaps it in one assignment, never half-applied."""
+    """Holds the live library; a reload swaps it in one assignment, never half-applied.
+
+    Components that derive state from the library (the scheduler's jobs) subscribe and
+    are told (old, new) after each swap.
+    """
 
     def __init__(self, library: Library):
         self._library = library
         self.last_problems: list[Problem] = []
+        self._listeners: list[Listener] = []
 
     @property
     def current(self) -> Library:
         return self._library
 
-    def replace(self, library: Library) -> None:
-        self._library = library
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def replace(self, library: Library) -> None:
+        old, self._library = self._library, library
         self.last_problems = []
+        for listener in self._listeners:
+            await listener(old, library)
 
     def __call__(self) -> Library:
         return self._library
