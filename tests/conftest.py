@@ -83,3 +83,11 @@ async def chat(config_path, sqlite_url):
     c = await make_chat(config_path, sqlite_url)
     yield c
     await c.store.close()
+
+
+@pytest.fixture(autouse=True)
+def _keep_working_directory():
+    """Tests may chdir into a temp dir; put the working directory back afterwards."""
+    cwd = os.getcwd()
+    yield
+    os.chdir(cwd)

@@ -1,0 +1,51 @@
+"""What can be checked about packaging without a Docker engine."""
+
+import re
+import subprocess
+import sys
+import tomllib
+import zipfile
+
+from tests.support import REPO
+
+RUN_COMMAND = "pip install -e . && python -m bot run"
+TEST_COMMAND = "pip install -e '.[test]' && python -m pytest"
+
+
+def test_readme_has_the_two_commands_and_ci_runs_the_test_one():
+    readme = (REPO / "README.md").read_text()
+    assert RUN_COMMAND in readme and TEST_COMMAND in readme
+    ci = (REPO / ".ci" / "run").read_text()
+    last = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")][-1]
+    assert last == TEST_COMMAND
+    assert "ROUNDTABLE_REQUIRE_PG=1" in ci
+
+
+def test_dockerfile_installs_this_package_and_runs_the_same_entry_point():
+    docker = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.1[1-9]-slim", docker, re.M)
+    assert re.search(r"^RUN pip install \.$", docker, re.M)
+    assert re.search(r"^USER (?!root)\w+", docker, re.M)
+    assert 'VOLUME ["/data"]' in docker
+    assert "ROUNDTABLE_DATABASE_URL=sqlite:////data/roundtable.db" in docker
+    assert 'CMD ["python", "-m", "bot", "run"]' in docker
+    copied = re.findall(r"^COPY (.+) \./", docker, re.M)
+    for source in " ".join(copied).split():
+        assert (REPO / source).exists(), f"Dockerfile copies {source}, which does not exist"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["scripts"]["roundtable"] == "bot.cli:main"
+    assert "from bot.cli import main" in (REPO / "bot" / "__main__.py").read_text()
+
+
+def test_the_wheel_carries_the_migrations(tmp_path):
+    """``pip install .`` (as in the Dockerfile) must ship Alembic's files, or start-up fails."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("roundtable-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "bot/storage/migrations/env.py" in names
+    assert "bot/storage/migrations/versions/0001_initial.py" in names
+    assert "bot/cli.py" in names
