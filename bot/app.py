@@ -20,6 +20,7 @@ from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
 from bot.core.rounds import RoundService
 from bot.library import LibraryHolder, load_library
+from bot.reload import Reloader
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Runtime:
     service: RoundService
     dispatcher: Dispatcher
     secrets: Secrets = field(default_factory=Secrets)
+    reloader: Reloader | None = None  # watches prompts/ and the config (bot.reload)
 
     async def close(self) -> None:
         await self.store.close()
@@ -52,8 +54,11 @@ async def build_runtime(
     store = await Store.open(database or database_url(library.current.config))
     clock = clock or SystemClock()
     service = RoundService(store, library, clock)
-    dispatcher = Dispatcher(Handlers(service), service)
-    return Runtime(library, store, clock, service, dispatcher, secrets or Secrets())
+    reloader = Reloader(library, config_path)
+    dispatcher = Dispatcher(Handlers(service, reload=reloader.reload), service)
+    return Runtime(
+        library, store, clock, service, dispatcher, secrets or Secrets(), reloader=reloader
+    )
 
 
 async def run(runtime: Runtime) -> None:
@@ -83,17 +88,24 @@ async def run(runtime: Runtime) -> None:
             loop.add_signal_handler(sig, stop.set)
 
     tasks = [asyncio.create_task(s) for s in services]
+    if runtime.reloader is not None:  # live reload of prompts/ and the config file
+        tasks.append(asyncio.create_task(runtime.reloader.watch(stop)))
     if console is not None:
         console_task = asyncio.create_task(console.run(runtime.dispatcher))
         console_task.add_done_callback(lambda _: stop.set())
         tasks.append(console_task)
     stopper = asyncio.create_task(stop.wait())
+    from bot.scheduling import Scheduler  # scheduled rounds: the database decides, once
+
+    scheduler = Scheduler.from_runtime(runtime)
+    await scheduler.start()
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopper and not task.cancelled() and task.exception():
                 raise task.exception()
     finally:
+        await scheduler.stop()
         for task in [*tasks, stopper]:
             task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)

@@ -98,6 +98,117 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from bot.config import database_url, load_config
+    from bot.history import format_rows, history, parse_since
+    from bot.storage.store import Store
+
+    try:
+        config, _ = load_config(resolve_config_path(args.config))
+    except ProblemsFound as exc:
+        _print_problems(exc.problems)
+        return 1
+    zone = ZoneInfo(config.timezone)
+    try:
+        since = parse_since(args.since, zone) if args.since else None
+    except ValueError:
+        print(f"--since: '{args.since}' is not a date; write it as 2026-11-01", file=sys.stderr)
+        return 2
+
+    async def main() -> str:
+        store = await Store.open(database_url(config))
+        try:
+            return format_rows(await history(store, channel=args.channel, since=since), zone)
+        finally:
+            await store.close()
+
+    print(asyncio.run(main()))
+    return 0
+
+
+def cmd_prompts_draft(args: argparse.Namespace) -> int:
+    from bot.config import load_config
+    from bot.drafting import DraftError, draft_command
+
+    prompts_dir = None
+    if args.append is None:  # ids and tags in use come from the configured prompts folder
+        try:
+            config, _ = load_config(resolve_config_path(args.config))
+            prompts_dir = (resolve_config_path(args.config).parent / config.prompts_dir).resolve()
+        except (ProblemsFound, OSError):
+            prompts_dir = None
+    try:
+        entry, appended = asyncio.run(
+            draft_command(
+                args.source,
+                append=Path(args.append) if args.append else None,
+                prompts_dir=prompts_dir,
+                fetch_timeout=args.timeout,
+            )
+        )
+    except DraftError as exc:
+        print(getattr(exc, "entry", ""), end="")  # a draft that was not appended
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(entry, end="")
+    if appended:
+        print(f"Appended to {appended}. Review it, then run `roundtable validate`.", file=sys.stderr)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from bot.config import database_url
+    from bot.core.clock import SystemClock
+    from bot.library import load_library
+    from bot.plan import format_plan, plan_channel, scheduled_channels
+    from bot.storage.store import Store
+
+    try:
+        library = load_library(resolve_config_path(args.config))
+    except ProblemsFound as exc:
+        _print_problems(exc.problems)
+        return 1
+    channels = [args.channel] if args.channel else scheduled_channels(library)
+
+    async def main() -> str:
+        now = SystemClock().now()
+        store = await Store.open(database_url(library.config))
+        try:
+            blocks = []
+            for channel in channels:
+                coming = await plan_channel(
+                    library, store, channel, now, until=now + timedelta(days=args.days)
+                )
+                blocks.append(format_plan(channel, coming))
+            return "\n\n".join(blocks) or "No schedules are configured."
+        finally:
+            await store.close()
+
+    print(asyncio.run(main()))
+    return 0
+
+
+def cmd_discord_invite_url(args: argparse.Namespace) -> int:
+    from bot.adapters.discord import application_id_from_token, invite_url
+
+    app_id = args.application_id
+    if app_id is None and Secrets.from_env().discord_bot_token:
+        app_id = application_id_from_token(Secrets.from_env().discord_bot_token or "")
+    if app_id is None:
+        print(
+            "Pass --application-id (Developer Portal → General Information → Application ID) "
+            "or set DISCORD_BOT_TOKEN.",
+            file=sys.stderr,
+        )
+        return 1
+    print(invite_url(app_id))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="roundtable",
@@ -114,13 +225,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the bot (console adapter when no tokens are set)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check the config and every prompt set")
+    # also accepted after the subcommand, so hooks can append it (`roundtable validate --config X`)
+    p.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("history", help="list past rounds: what was asked where, and how many answered")
+    p.add_argument("--channel", help="only this channel, e.g. console:general or slack:C0123")
+    p.add_argument("--since", help="only rounds from this date on (YYYY-MM-DD, config time zone)")
+    p.set_defaults(func=cmd_history)
+    p = sub.add_parser("plan", help="list the coming scheduled rounds per channel")
+    p.add_argument("--days", type=int, default=28, help="how far ahead (default: 28 days)")
+    p.add_argument("--channel", help="only this channel, e.g. console:general or slack:C0123")
+    p.set_defaults(func=cmd_plan)
+    p = sub.add_parser("prompts", help="work with prompt sets")
+    prompts_sub = p.add_subparsers(dest="prompts_command", required=True, metavar="ACTION")
+    d = prompts_sub.add_parser(
+        "draft", help="draft a prompt entry from an article (text file, HTML file or URL)"
+    )
+    d.add_argument("source", help="a .txt or .html file, or an http(s) URL")
+    d.add_argument(
+        "--append",
+        metavar="prompts/SET.yaml",
+        help="add the draft to this set, keeping its comments and formatting",
+    )
+    d.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for a URL (default: 15)"
+    )
+    d.set_defaults(func=cmd_prompts_draft)
     p = sub.add_parser("preview", help="print a prompt exactly as a round would post it")
     p.add_argument("prompt_id", nargs="?", help="prompt id (default: the first prompt)")
     p.set_defaults(func=cmd_preview)
     p = sub.add_parser("schema", help="write JSON Schemas for the config and prompt-set files")
     p.add_argument("--out", default="schemas", help="directory to write into (default: schemas)")
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("discord", help="Discord helpers")
+    discord_sub = p.add_subparsers(dest="discord_command", required=True, metavar="ACTION")
+    d = discord_sub.add_parser(
+        "invite-url", help="print the OAuth2 URL that adds the bot with minimal permissions"
+    )
+    d.add_argument(
+        "--application-id", type=int, help="default: read from DISCORD_BOT_TOKEN (no network)"
+    )
+    d.set_defaults(func=cmd_discord_invite_url)
     return parser
 
 

@@ -5,10 +5,11 @@ Secrets never live here: tokens come from the environment only (see ``Secrets``)
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -24,6 +25,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from bot.yamlsource import ProblemsFound, load_yaml
@@ -91,6 +93,110 @@ class Order(StrEnum):
     shuffle = "shuffle"
 
 
+class DateRange(Strict):
+    """Days (inclusive) on which a schedule posts nothing; one day has start == end."""
+
+    start: date
+    end: date
+
+    def __contains__(self, day: date) -> bool:
+        return self.start <= day <= self.end
+
+
+def _parse_day(value: object, what: str) -> date:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"{what}: '{value}' is not a date; write it as 2026-12-24")
+
+
+def parse_skip_date(value: object) -> object:
+    """``2026-12-24`` or ``{from: 2026-12-24, to: 2027-01-01}`` (both days included)."""
+    if isinstance(value, DateRange):
+        return value
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"from", "to"})
+        if unknown or "from" not in value or "to" not in value:
+            raise ValueError(
+                "a date range is written {from: 2026-12-24, to: 2027-01-01}"
+                + (f" (unknown key '{unknown[0]}')" if unknown else "")
+            )
+        start, end = _parse_day(value["from"], "from"), _parse_day(value["to"], "to")
+        if end < start:
+            raise ValueError(f"the range ends ({end}) before it starts ({start})")
+        return DateRange(start=start, end=end)
+    day = _parse_day(value, "skip date")
+    return DateRange(start=day, end=day)
+
+
+SkipDate = Annotated[
+    DateRange,
+    BeforeValidator(parse_skip_date),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "from": {"type": "string", "format": "date"},
+                        "to": {"type": "string", "format": "date"},
+                    },
+                    "required": ["from", "to"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+
+
+class HolidayCalendar(Strict):
+    """Public holidays from the ``holidays`` package, e.g. ``{country: DE, subdivision: BE}``."""
+
+    country: str = Field(description="ISO 3166-1 country code, e.g. DE, US, GB.")
+    subdivision: str | None = Field(default=None, description="State/province code, e.g. BE.")
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str) -> str:
+        import holidays
+
+        v = v.strip().upper()
+        if v not in holidays.list_supported_countries():
+            raise ValueError(f"unknown country code '{v}' (use an ISO code such as DE, US, GB)")
+        return v
+
+    @model_validator(mode="after")
+    def _subdivision(self) -> HolidayCalendar:
+        import holidays
+
+        if self.subdivision is not None:
+            known = holidays.list_supported_countries().get(self.country, [])
+            if self.subdivision not in known:
+                shown = ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+                raise ValueError(
+                    f"'{self.subdivision}' is not a subdivision of {self.country}"
+                    + (f" (known: {shown})" if known else " (it has none)")
+                )
+        return self
+
+    def name_of(self, day: date) -> str | None:
+        """The holiday's name on ``day``, or None."""
+        return _calendar(self.country, self.subdivision).get(day)
+
+
+@functools.lru_cache(maxsize=32)
+def _calendar(country: str, subdivision: str | None):
+    import holidays
+
+    return holidays.country_holidays(country, subdiv=subdivision)
+
+
 class Schedule(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Stable name of the schedule.")
     prompt_set: str = Field(description="File name (without .yaml) of a set in prompts/.")
@@ -103,6 +209,28 @@ class Schedule(Strict):
     catch_up_within: Duration = timedelta(hours=6)
     anonymous_answers: Literal["allowed", "off"] = "allowed"
     min_anonymous_group: int = Field(default=3, ge=1)
+    when_exhausted: Literal["restart", "stop"] = Field(
+        default="restart",
+        description="When every prompt was used: start a new pass (reshuffled when "
+        "order is shuffle) or stop posting until prompts are added.",
+    )
+    skip_dates: list[SkipDate] = Field(
+        default_factory=list,
+        description="Days with no round: 2026-12-24 or {from: 2026-12-24, to: 2027-01-01}.",
+    )
+    holidays: HolidayCalendar | None = Field(
+        default=None, description="Skip public holidays, e.g. {country: DE, subdivision: BE}."
+    )
+
+    def skip_reason(self, day: date) -> str | None:
+        """Why no round is posted on this local date (holiday or skip date), or None."""
+        if self.holidays is not None:
+            name = self.holidays.name_of(day)
+            if name:
+                return f"holiday: {name}"
+        if any(day in r for r in self.skip_dates):
+            return "skip date"
+        return None
 
     @field_validator("timezone")
     @classmethod

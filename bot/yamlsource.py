@@ -149,4 +149,9 @@ def _walk(
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(loader, item, (*loc, i), doc, problems) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as exc:  # a scalar that looks like a date but is none, e.g. 2026-13-01
+        line, col = _pos(node)
+        problems.append(Problem(doc.path, line, col, f"'{node.value}' is not a valid date ({exc})"))
+        return None

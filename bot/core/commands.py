@@ -33,7 +33,8 @@ SPECS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("results", "results", "show the answers of the open round so far"),
     CommandSpec("next", "next", "which prompt comes next here, and when"),
-    CommandSpec("sets", "sets", "list the prompt sets and their prompts"),
+    CommandSpec("sets", "sets", "list the live prompt sets, and any errors in the files", True),
+    CommandSpec("reload", "reload", "re-read the prompt sets and config now", True),
     CommandSpec("preview", "preview [PROMPT_ID]", "show a prompt as a round would post it"),
     CommandSpec(
         "withdraw", "withdraw", "remove your answers (named and anonymous) from the open round"

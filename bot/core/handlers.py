@@ -22,8 +22,16 @@ from bot.core.events import (
     Outcome,
     RoundPost,
 )
-from bot.core.rounds import AnswerRejected, RoundService, prompt_view
+from bot.core.rounds import (
+    RUNNING_OUT,
+    AnswerRejected,
+    RotationExhausted,
+    RoundService,
+    prompt_view,
+)
+from bot.plan import describe_next
 from bot.storage.store import ChannelBusy
+from bot.yamlsource import Problem
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +48,13 @@ def _questions(numbers: list[int]) -> str:
 
 
 class Handlers:
-    def __init__(self, service: RoundService):
+    def __init__(
+        self,
+        service: RoundService,
+        reload: Callable[[], Awaitable[list[Problem]]] | None = None,
+    ):
         self.service = service
+        self.reload = reload  # re-validates and applies the files on disk (bot.reload)
         self.store = service.store
         self.commands: dict[str, Callable[[CommandInvoked, Command], Awaitable[Outcome]]] = {
             "help": self.cmd_help,
@@ -56,6 +69,7 @@ class Handlers:
             "skip": self.cmd_skip,
             "pause": self.cmd_pause,
             "resume": self.cmd_resume,
+            "reload": self.cmd_reload,
         }
 
     async def handle(self, event: Incoming) -> Outcome:
@@ -93,6 +107,8 @@ class Handlers:
     async def cmd_now(self, event: CommandInvoked, command: Command) -> Outcome:
         try:
             _, outcome = await self.service.open_round(event.channel, prompt_id=command.prompt_id)
+        except RotationExhausted:
+            return Outcome().reply(self._exhausted(event.channel))
         except LookupError:
             return Outcome().reply(self._unknown_prompt(command.prompt_id))
         except ChannelBusy:
@@ -126,15 +142,32 @@ class Handlers:
     async def cmd_next(self, event: CommandInvoked, _: Command) -> Outcome:
         nxt = await self.service.next_prompt(event.channel)
         if nxt is None:
+            if self.service.library().set_for_channel(event.channel) is not None:
+                return Outcome().reply(self._exhausted(event.channel))
             return Outcome().reply("There are no prompt sets configured.")
         text = (
             f"Next here: “{nxt.prompt.title}” ({nxt.prompt.id}) from the set {nxt.prompt_set.id}."
         )
-        if nxt.remaining_after <= 1:
+        unused = nxt.remaining_after + 1
+        if unused <= RUNNING_OUT:
+            schedule = self.service.library().schedule_for_channel(event.channel)
+            if schedule is not None and schedule.when_exhausted == "stop":
+                then = "scheduled rounds stop here until prompts are added (when_exhausted: stop)"
+            elif schedule is not None and schedule.order == "shuffle":
+                then = "the rotation starts over in a new shuffled order"
+            else:
+                then = "the rotation starts over"
             text += (
-                f" After it, {nxt.remaining_after} unused prompt"
-                f"{'s' if nxt.remaining_after != 1 else ''} left in this pass through the set."
+                f" Running out: {'only this one' if unused == 1 else f'{unused}'} unused prompt"
+                f"{'s are' if unused != 1 else ' is'} left in this pass through the set"
+                f"{' (this one included)' if unused != 1 else ''}; after that, {then}."
+                " Add prompts to the set to keep it fresh."
             )
+        when = await describe_next(
+            self.service.library(), self.store, event.channel, self.service.clock.now()
+        )
+        if when is not None:
+            text = f"{when}\n{text}"
         return Outcome().reply(text)
 
     async def cmd_sets(self, event: CommandInvoked, _: Command) -> Outcome:
@@ -144,7 +177,18 @@ class Handlers:
             n = len(loaded.prompts)
             lines.append(f"  {loaded.id} — {loaded.content.title} ({n} prompt{'s' * (n != 1)})")
             lines.extend(f"    {p.id}: {p.title}" for p in loaded.prompts)
+        problems: list[Problem] = getattr(self.service.library, "last_problems", [])
+        if problems:
+            lines.append(self._problems_text(problems))
         return Outcome().reply("\n".join(lines))
+
+    async def cmd_reload(self, event: CommandInvoked, _: Command) -> Outcome:
+        if self.reload is None:
+            return Outcome().reply("Live reload is not available in this process.")
+        problems = await self.reload()
+        if problems:
+            return Outcome().reply("Reload refused. " + self._problems_text(problems))
+        return Outcome().reply(f"Reloaded: {self.service.library().summary()}.")
 
     async def cmd_preview(self, event: CommandInvoked, command: Command) -> Outcome:
         if command.prompt_id:
@@ -155,6 +199,8 @@ class Handlers:
         else:
             nxt = await self.service.next_prompt(event.channel)
             if nxt is None:
+                if self.service.library().set_for_channel(event.channel) is not None:
+                    return Outcome().reply(self._exhausted(event.channel))
                 return Outcome().reply("There are no prompt sets configured.")
             prompt = nxt.prompt
         schedule = self.service.library().schedule_for_channel(event.channel)
@@ -275,6 +321,24 @@ class Handlers:
         if anonymous:
             text += " It is stored without your name; nobody can see it was you."
         return text
+
+    def _problems_text(self, problems: list[Problem]) -> str:
+        n = len(problems)
+        lines = [
+            f"The files on disk have {n} problem{'s' * (n != 1)}; the bot keeps running on "
+            "the last good content until they are fixed:"
+        ]
+        lines.extend(f"  {p}" for p in problems)
+        return "\n".join(lines)
+
+    def _exhausted(self, channel: str) -> str:
+        loaded = self.service.library().set_for_channel(channel)
+        name = loaded.id if loaded else "?"
+        return (
+            f"Every prompt in the set {name} has been used here, and its schedule says "
+            "`when_exhausted: stop`, so no more rounds are posted. Add prompts to the set, "
+            "or start one explicitly with `/discuss now PROMPT_ID`."
+        )
 
     def _unknown_prompt(self, prompt_id: str | None) -> str:
         ids = self.service.library().all_prompt_ids()

@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.config import Order, Schedule
 from bot.core.anonymity import new_round_key, pseudonym
@@ -27,16 +27,25 @@ from bot.core.events import (
 )
 from bot.library import Library
 from bot.prompts import LoadedSet, Prompt
-from bot.storage.models import POSTING, Response, RotationEntry, Round
+from bot.storage.models import CLAIMED, POSTING, Response, RotationEntry, Round
 from bot.storage.store import ChannelBusy, Store
 
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 4000
+# How long a process may take to post a round before another may take over.
+POST_LEASE = timedelta(minutes=2)
 
 
 class AnswerRejected(ValueError):
     """The answer cannot be stored; the message says why. Nothing was saved."""
+
+
+class RotationExhausted(LookupError):
+    """Every prompt of the channel's set was used and its schedule says ``when_exhausted: stop``."""
+
+
+RUNNING_OUT = 2  # warn (log, /discuss next) when this many unused prompts or fewer are left
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,11 @@ def prompt_view(prompt: Prompt) -> PromptView:
         summary=prompt.summary,
         questions=tuple((q.text, q.origin.value) for q in prompt.questions),
     )
+
+
+_NO_PROMPT = Prompt.model_construct(
+    id="", title="(no prompt left)", source="", url=None, summary="", questions=[]
+)
 
 
 def round_key(round_: Round) -> str:
@@ -99,7 +113,9 @@ class RoundService:
         cycle, used = await self.store.rotation(channel, loaded.id)
         candidates = [p for p in rotation_order(loaded, channel, cycle, order) if p.id not in used]
         if not candidates:
-            cycle += 1
+            if schedule is not None and schedule.when_exhausted == "stop":
+                return None  # nothing more until prompts are added (open_round raises)
+            cycle += 1  # a new pass; with order: shuffle, a new cycle is a new shuffle
             candidates = rotation_order(loaded, channel, cycle, order)
         return NextPrompt(loaded, candidates[0], cycle, len(candidates) - 1)
 
@@ -132,26 +148,14 @@ class RoundService:
         else:
             nxt = await self.next_prompt(channel)
             if nxt is None:
+                if lib.set_for_channel(channel) is not None:
+                    raise RotationExhausted(channel)
                 raise LookupError("no prompt sets")
             loaded, prompt, cycle = nxt.prompt_set, nxt.prompt, nxt.cycle
+            self._note_running_out(channel, nxt)
         schedule = schedule or lib.schedule_for_channel(channel)
-        new = Round(
-            channel=channel,
-            schedule_name=schedule.name if schedule and occurrence else None,
-            occurrence=occurrence,
-            status=POSTING,
-            prompt_set=loaded.id,
-            prompt_id=prompt.id,
-            prompt_snapshot=prompt_view(prompt).to_json(),
-            anonymous_allowed=(schedule is None or schedule.anonymous_answers == "allowed"),
-            min_anonymous_group=schedule.min_anonymous_group if schedule else 3,
-            anon_key=new_round_key(),
-            created_at=now,
-            due_at=due_at or now,
-            remind_at=(now + schedule.reminder_after)
-            if schedule and schedule.reminder_after
-            else None,
-            close_at=(now + schedule.close_after) if schedule and schedule.close_after else None,
+        new = self._new_round(
+            channel, loaded.id, prompt, schedule, occurrence, due_at or now, POSTING, now
         )
         entry = RotationEntry(
             channel=channel, prompt_set=loaded.id, cycle=cycle, prompt_id=prompt.id, used_at=now
@@ -163,6 +167,139 @@ class RoundService:
         outcome.posts.append(round_post(round_))
         log.info("opened round %s in %s with prompt %s", round_.id, channel, prompt.id)
         return round_, outcome
+
+    def _new_round(
+        self,
+        channel: str,
+        prompt_set: str,
+        prompt: Prompt,
+        schedule: Schedule | None,
+        occurrence: str | None,
+        due_at: datetime,
+        status: str,
+        now: datetime,
+    ) -> Round:
+        """A round row; reminder and close times count from when it actually opens."""
+        return Round(
+            channel=channel,
+            schedule_name=schedule.name if schedule and occurrence else None,
+            occurrence=occurrence,
+            status=status,
+            lease_until=now + POST_LEASE,
+            prompt_set=prompt_set,
+            prompt_id=prompt.id,
+            prompt_snapshot=prompt_view(prompt).to_json(),
+            anonymous_allowed=(schedule is None or schedule.anonymous_answers == "allowed"),
+            min_anonymous_group=schedule.min_anonymous_group if schedule else 3,
+            anon_key=new_round_key(),
+            created_at=now,
+            due_at=due_at,
+            remind_at=(now + schedule.reminder_after)
+            if schedule and schedule.reminder_after
+            else None,
+            close_at=(now + schedule.close_after) if schedule and schedule.close_after else None,
+        )
+
+    async def claim_scheduled(
+        self, schedule: Schedule, channel: str, occurrence: str, due_at: datetime
+    ) -> tuple[Round | None, Outcome]:
+        """Claim a scheduled occurrence and open its round, unless it is already taken.
+
+        The database decides (unique key on schedule, channel, occurrence): at most one
+        caller, in any process, gets the round back; everyone else gets None. The
+        returned outcome holds the digests of rounds this closed and the round's post.
+        """
+        now = self.clock.now()
+        nxt = await self.next_prompt(channel)
+        if nxt is None:
+            if self.library().set_for_channel(channel) is not None:
+                raise RotationExhausted(channel)
+            raise LookupError("no prompt sets")
+        new = self._new_round(
+            channel, nxt.prompt_set.id, nxt.prompt, schedule, occurrence, due_at, CLAIMED, now
+        )
+        entry = RotationEntry(
+            channel=channel,
+            prompt_set=nxt.prompt_set.id,
+            cycle=nxt.cycle,
+            prompt_id=nxt.prompt.id,
+            used_at=now,
+        )
+        round_, closed = await self.store.claim_occurrence(new, rotation=entry, now=now)
+        outcome = Outcome()
+        if round_ is None:
+            return None, outcome
+        for old in closed:
+            outcome.posts.append(await self.summary(old, final=True))
+        outcome.posts.append(round_post(round_))
+        log.info(
+            "claimed %s/%s in %s: round %s with prompt %s",
+            schedule.name,
+            occurrence,
+            channel,
+            round_.id,
+            nxt.prompt.id,
+        )
+        self._note_running_out(channel, nxt)
+        return round_, outcome
+
+    def _note_running_out(self, channel: str, nxt: NextPrompt) -> None:
+        """Tell the log when a channel is about to run out of unused prompts."""
+        if nxt.remaining_after > RUNNING_OUT:
+            return
+        schedule = self.library().schedule_for_channel(channel)
+        then = (
+            "scheduled rounds stop (when_exhausted: stop)"
+            if schedule is not None and schedule.when_exhausted == "stop"
+            else "the rotation starts over"
+        )
+        log.warning(
+            "%s has %d unused prompt%s left in set %s; add prompts, or %s",
+            channel,
+            nxt.remaining_after,
+            "s" * (nxt.remaining_after != 1),
+            nxt.prompt_set.id,
+            then,
+        )
+
+    async def record_unposted(
+        self,
+        schedule: Schedule,
+        channel: str,
+        occurrence: str,
+        due_at: datetime,
+        status: str,
+        reason: str,
+        *,
+        consume_skip: bool = False,
+    ) -> bool:
+        """Record a skipped or missed occurrence (once); the rotation does not advance."""
+        now = self.clock.now()
+        nxt = await self.next_prompt(channel)
+        if nxt is not None:
+            row = self._new_round(
+                channel, nxt.prompt_set.id, nxt.prompt, schedule, occurrence, due_at, status, now
+            )
+        else:  # no prompt left to name: record the occurrence with an empty placeholder
+            row = self._new_round(
+                channel, schedule.prompt_set, _NO_PROMPT, schedule, occurrence, due_at, status, now
+            )
+        row.anon_key, row.lease_until, row.remind_at, row.close_at = None, None, None, None
+        row.status_reason, row.closed_at = reason, now
+        return await self.store.record_occurrence(row, consume_skip=consume_skip)
+
+    async def reminder(self, round_: Round) -> ThreadPost:
+        """A nudge in the round's thread: how many shared so far, never who did not."""
+        n = (await self.store.count_respondents([round_.id])).get(round_.id, 0)
+        people = "Nobody has" if n == 0 else f"{n} {'person has' if n == 1 else 'people have'}"
+        return ThreadPost(
+            round_id=round_.id,
+            channel=round_.channel,
+            thread_ref=round_.thread_ref,
+            kind="reminder",
+            text=f"Reminder: {people} shared their thoughts on this round so far. "
+            "There's still time to add yours.",
+        )
 
     async def close_round(self, round_: Round) -> Outcome:
         closed = await self.store.close_round(round_.id, self.clock.now())
@@ -325,6 +462,7 @@ __all__ = [
     "AnswerRejected",
     "ChannelBusy",
     "NextPrompt",
+    "RotationExhausted",
     "RoundService",
     "build_summary",
     "prompt_view",

@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.storage.engine import create_engine, migrate
 from bot.storage.models import (
+    CLAIMED,
     CLOSED,
     OPEN_STATUSES,
     POSTED,
+    POSTING,
     AppState,
     ChannelState,
     ProcessedEvent,
@@ -32,6 +34,10 @@ from bot.storage.models import (
 
 class ChannelBusy(Exception):
     """Another round was opened in this channel at the same moment (by another process)."""
+
+
+class _Lost(Exception):
+    """Internal: a claim found its key taken; rolls the transaction back."""
 
 
 class Store:
@@ -102,13 +108,20 @@ class Store:
         return list(rows)
 
     async def close_round(self, round_id: int, now: datetime) -> Round | None:
-        """Close one open round and erase its anonymity key. None if it was not open."""
+        """Close one open round and erase its anonymity key. None if it was not open.
+
+        A conditional UPDATE, so when several processes close the same round at once
+        exactly one of them gets it back (and posts the digest).
+        """
         async with self.session() as s:
-            r = await s.get(Round, round_id, with_for_update=self.dialect == "postgresql")
-            if r is None or r.status not in OPEN_STATUSES:
+            result = await s.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status.in_(OPEN_STATUSES))
+                .values(status=CLOSED, closed_at=now, anon_key=None, lease_until=None)
+            )
+            if result.rowcount != 1:
                 return None
-            r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
-            return r
+            return await s.get(Round, round_id)
 
     async def close_channel(self, channel: str, now: datetime) -> list[Round]:
         async with self.session() as s:
@@ -117,14 +130,24 @@ class Store:
     async def mark_posted(
         self, round_id: int, message_ref: str | None, thread_ref: str | None, now: datetime
     ) -> None:
+        # Two conditional UPDATEs rather than read-then-write: another process may close
+        # this round between our read and our write, and a closed round must stay closed.
         async with self.session() as s:
-            r = await s.get(Round, round_id)
-            if r is None:
-                return
-            r.message_ref, r.thread_ref = message_ref, thread_ref or message_ref
-            r.posted_at, r.lease_until = now, None
-            if r.status in OPEN_STATUSES:  # never reopen a round closed while posting
-                r.status = POSTED
+            await s.execute(
+                update(Round)
+                .where(Round.id == round_id)
+                .values(
+                    message_ref=message_ref,
+                    thread_ref=thread_ref or message_ref,
+                    posted_at=now,
+                    lease_until=None,
+                )
+            )
+            await s.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status.in_(OPEN_STATUSES))
+                .values(status=POSTED)
+            )
 
     async def update_round(self, round_id: int, **values: Any) -> None:
         async with self.session() as s:
@@ -176,6 +199,199 @@ class Store:
                 .group_by(Response.round_id)
             )
             return {rid: n for rid, n in rows.all()}
+
+    # ---- scheduling ---------------------------------------------------------------------
+
+    async def claim_occurrence(
+        self, new: Round, *, rotation: RotationEntry | None, now: datetime
+    ) -> tuple[Round | None, list[Round]]:
+        """Claim one (schedule, channel, occurrence) and close the channel's open round.
+
+        ``INSERT … ON CONFLICT DO NOTHING`` on the unique key decides who posts: when the
+        row already exists (another process, an earlier run) or another round was opened
+        in the channel at the same moment, nothing changes and (None, []) comes back.
+        """
+        values = {c.key: getattr(new, c.key) for c in Round.__table__.columns if c.key != "id"}
+        try:
+            async with self.session() as s:
+                closed = list(
+                    (
+                        await s.scalars(
+                            update(Round)
+                            .where(Round.channel == new.channel, Round.status.in_(OPEN_STATUSES))
+                            .values(status=CLOSED, closed_at=now, anon_key=None, lease_until=None)
+                            .returning(Round)
+                        )
+                    ).all()
+                )
+                round_id = (
+                    await s.execute(
+                        self._insert(Round).values(**values).on_conflict_do_nothing().returning(Round.id)
+                    )
+                ).scalar()
+                if round_id is None:
+                    raise _Lost
+                if rotation is not None:
+                    await s.execute(
+                        self._insert(RotationEntry)
+                        .values(
+                            channel=rotation.channel,
+                            prompt_set=rotation.prompt_set,
+                            cycle=rotation.cycle,
+                            prompt_id=rotation.prompt_id,
+                            used_at=rotation.used_at,
+                        )
+                        .on_conflict_do_nothing()
+                    )
+                claimed = await s.get(Round, round_id)
+        except _Lost:
+            return None, []
+        return claimed, closed
+
+    async def record_occurrence(self, row: Round, *, consume_skip: bool = False) -> bool:
+        """Record an occurrence that posts nothing (skipped, missed), at most once.
+
+        With ``consume_skip`` a pending ``/discuss skip`` is used up in the same
+        transaction, only by the process whose row was inserted.
+        """
+        values = {c.key: getattr(row, c.key) for c in Round.__table__.columns if c.key != "id"}
+        async with self.session() as s:
+            result = await s.execute(self._insert(Round).values(**values).on_conflict_do_nothing())
+            if result.rowcount != 1:
+                return False
+            if consume_skip:
+                await s.execute(
+                    update(ChannelState)
+                    .where(ChannelState.channel == row.channel, ChannelState.skips_pending > 0)
+                    .values(skips_pending=ChannelState.skips_pending - 1, updated_at=row.created_at)
+                )
+            return True
+
+    async def occurrence_exists(self, schedule_name: str, channel: str, occurrence: str) -> bool:
+        async with self.session() as s:
+            found = await s.scalar(
+                select(Round.id).where(
+                    Round.schedule_name == schedule_name,
+                    Round.channel == channel,
+                    Round.occurrence == occurrence,
+                )
+            )
+            return found is not None
+
+    async def last_due(self, schedule_name: str, channel: str) -> datetime | None:
+        """When the newest recorded occurrence of a schedule in a channel was due."""
+        async with self.session() as s:
+            return await s.scalar(
+                select(func.max(Round.due_at)).where(
+                    Round.schedule_name == schedule_name, Round.channel == channel
+                )
+            )
+
+    async def start_posting(self, round_id: int, lease_until: datetime) -> bool:
+        """claimed → posting, renewing the lease; False if the round is no longer claimed."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status == CLAIMED)
+                .values(status=POSTING, lease_until=lease_until)
+            )
+            return result.rowcount == 1
+
+    async def stale_posting(self, now: datetime) -> list[Round]:
+        """Rounds claimed or being posted whose lease ran out (their poster died)."""
+        async with self.session() as s:
+            return list(
+                (
+                    await s.scalars(
+                        select(Round)
+                        .where(
+                            Round.status.in_((CLAIMED, POSTING)),
+                            (Round.lease_until.is_(None)) | (Round.lease_until < now),
+                        )
+                        .order_by(Round.id)
+                    )
+                ).all()
+            )
+
+    async def take_lease(self, round_id: int, now: datetime, lease_until: datetime) -> bool:
+        """Take over a round whose lease expired; exactly one process succeeds."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(Round)
+                .where(
+                    Round.id == round_id,
+                    Round.status.in_((CLAIMED, POSTING)),
+                    (Round.lease_until.is_(None)) | (Round.lease_until < now),
+                )
+                .values(status=POSTING, lease_until=lease_until)
+            )
+            return result.rowcount == 1
+
+    async def give_up(self, round_id: int, status: str, reason: str, now: datetime) -> bool:
+        """End a round that never got posted (recorded as missed, with the reason)."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status.in_((CLAIMED, POSTING)))
+                .values(
+                    status=status, status_reason=reason, closed_at=now, anon_key=None, lease_until=None
+                )
+            )
+            return result.rowcount == 1
+
+    async def due_reminders(self, now: datetime) -> list[Round]:
+        async with self.session() as s:
+            return list(
+                (
+                    await s.scalars(
+                        select(Round)
+                        .where(
+                            Round.status == POSTED,
+                            Round.remind_at.is_not(None),
+                            Round.remind_at <= now,
+                            Round.reminded_at.is_(None),
+                        )
+                        .order_by(Round.id)
+                    )
+                ).all()
+            )
+
+    async def claim_reminder(self, round_id: int, now: datetime) -> bool:
+        """Mark a round reminded; exactly one process wins (and posts the reminder)."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status == POSTED, Round.reminded_at.is_(None))
+                .values(reminded_at=now)
+            )
+            return result.rowcount == 1
+
+    async def due_closes(self, now: datetime) -> list[Round]:
+        async with self.session() as s:
+            return list(
+                (
+                    await s.scalars(
+                        select(Round)
+                        .where(
+                            Round.status.in_(OPEN_STATUSES),
+                            Round.close_at.is_not(None),
+                            Round.close_at <= now,
+                        )
+                        .order_by(Round.id)
+                    )
+                ).all()
+            )
+
+    async def setdefault_value(self, key: str, value: str, now: datetime) -> str:
+        """Store ``value`` under ``key`` unless one is there; return the stored value."""
+        async with self.session() as s:
+            await s.execute(
+                self._insert(AppState)
+                .values(key=key, value=value, updated_at=now)
+                .on_conflict_do_nothing()
+            )
+            row = await s.get(AppState, key)
+            return row.value if row else value
 
     # ---- responses ----------------------------------------------------------------------
 

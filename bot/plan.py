@@ -1,0 +1,272 @@
+"""When schedules fire, and what the coming rounds will be.
+
+Pure calendar arithmetic plus a read-only look at the database. The scheduler, the
+``/discuss next`` command and ``roundtable plan`` all use these functions, so what the
+plan prints is what the running bot will do.
+
+Occurrences are computed on local wall-clock time: the cron expression is matched
+against the wall clock of the schedule's zone, and the wall time (``2026-11-01T09:00``)
+is the occurrence's key. A wall time that happens twice (clocks fall back) is one key
+and fires once, at its first instant. A wall time that does not exist (clocks spring
+forward) fires at the first valid instant after it (02:30 on a Berlin spring-forward
+day fires at 03:00 CEST), keeping its own key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.config import Schedule
+
+if TYPE_CHECKING:
+    from bot.library import Library
+    from bot.storage.store import Store
+
+KEY_FORMAT = "%Y-%m-%dT%H:%M"
+# A clock change never moves wall time by more than this; used to bound searches.
+_MAX_SHIFT = timedelta(hours=3)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One firing of a schedule: its key (local wall time) and the UTC instant it fires."""
+
+    key: str
+    wall: datetime  # naive local wall time the cron matched
+    at: datetime  # aware UTC instant it fires
+    zone: ZoneInfo
+    clock_note: str | None = None  # "nonexistent" or "repeated" on DST days
+
+    @property
+    def local(self) -> datetime:
+        return self.at.astimezone(self.zone)
+
+
+def _exists(wall: datetime, zone: ZoneInfo) -> bool:
+    return wall.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall
+
+
+def instant_of(wall: datetime, zone: ZoneInfo) -> tuple[datetime, str | None]:
+    """The UTC instant a local wall time fires at, and a DST note if it is special."""
+    if _exists(wall, zone):
+        first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        return first, ("repeated" if first != second else None)
+    probe = wall.replace(second=0, microsecond=0)
+    while not _exists(probe, zone):  # at most the length of the gap, in minutes
+        probe += timedelta(minutes=1)
+    return probe.replace(tzinfo=zone).astimezone(UTC), "nonexistent"
+
+
+def occurrences(
+    schedule: Schedule, zone: ZoneInfo, after: datetime, until: datetime | None = None
+) -> Iterator[Occurrence]:
+    """Occurrences firing strictly after ``after`` and at or before ``until`` (UTC)."""
+    # Match the cron against naive wall time (treated as UTC, which has no DST), so every
+    # wall time is seen exactly once whatever the zone's clock changes do.
+    trigger = CronTrigger.from_crontab(schedule.cron, timezone=UTC)
+    start_wall = after.astimezone(zone).replace(tzinfo=None) - _MAX_SHIFT
+    cursor = start_wall.replace(tzinfo=UTC)
+    previous = None
+    while True:
+        fire = trigger.get_next_fire_time(previous, cursor)
+        if fire is None:
+            return
+        wall = fire.replace(tzinfo=None)
+        at, note = instant_of(wall, zone)
+        if until is not None and at > until:
+            return  # instants never decrease as wall time increases
+        if at > after:
+            yield Occurrence(wall.strftime(KEY_FORMAT), wall, at, zone, note)
+        previous, cursor = fire, fire + timedelta(seconds=1)
+
+
+# ---- the plan -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedRound:
+    schedule: str
+    channel: str
+    occurrence: Occurrence
+    prompt_id: str | None
+    prompt_title: str | None
+    skipped: str | None  # why no round will be posted: holiday, skip date, paused, skip
+    dst_note: str | None
+
+    def describe_time(self) -> str:
+        local = self.occurrence.local
+        utc = self.occurrence.at
+        return (
+            f"{local:%a %Y-%m-%d %H:%M} {self.occurrence.zone.key} "
+            f"(UTC{_offset(local)}; {utc:%H:%M} UTC)"
+        )
+
+
+def _offset(local: datetime) -> str:
+    off = local.utcoffset() or timedelta(0)
+    sign = "-" if off < timedelta(0) else "+"
+    minutes = abs(int(off.total_seconds())) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+class _SimulatedRotation:
+    """A read-only view of the store whose rotation state moves forward in memory only."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._state: dict[tuple[str, str], tuple[int, set[str]]] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    async def rotation(self, channel: str, prompt_set: str) -> tuple[int, set[str]]:
+        key = (channel, prompt_set)
+        if key not in self._state:
+            self._state[key] = await self._store.rotation(channel, prompt_set)
+        cycle, used = self._state[key]
+        return cycle, set(used)
+
+    def use(self, channel: str, prompt_set: str, cycle: int, prompt_id: str) -> None:
+        current, used = self._state.get((channel, prompt_set), (cycle, set()))
+        used = set(used) if current == cycle else set()
+        used.add(prompt_id)
+        self._state[(channel, prompt_set)] = (cycle, used)
+
+
+def _dst_note(previous: datetime | None, occ: Occurrence) -> str | None:
+    notes = []
+    local = occ.local
+    if previous is not None and previous.utcoffset() != local.utcoffset():
+        notes.append(f"clocks changed: UTC{_offset(previous)} → UTC{_offset(local)}")
+    if occ.clock_note == "nonexistent":
+        notes.append(
+            f"{occ.wall:%H:%M} does not exist that day (clocks go forward); posts at {local:%H:%M}"
+        )
+    elif occ.clock_note == "repeated":
+        notes.append(f"{occ.wall:%H:%M} happens twice that day (clocks go back); posts once")
+    return "; ".join(notes) or None
+
+
+async def plan_channel(
+    library: Library,
+    store: Store,
+    channel: str,
+    now: datetime,
+    *,
+    until: datetime,
+    limit: int | None = None,
+) -> list[PlannedRound]:
+    """The coming scheduled rounds in one channel, in order, as the bot will run them.
+
+    Mirrors the scheduler's decisions: holidays and skip dates first (they do not use up
+    a ``/discuss skip``), then pause, then pending skips; only posted rounds advance the
+    simulated rotation.
+    """
+    from bot.core.rounds import RoundService  # the core imports this module
+
+    config = library.config
+    merged: list[tuple[Occurrence, Schedule]] = []
+    for schedule in config.schedules_for(channel):
+        zone = config.zone_of(schedule)
+        for i, occ in enumerate(occurrences(schedule, zone, now, until)):
+            if limit is not None and i >= limit:
+                break
+            merged.append((occ, schedule))
+    merged.sort(key=lambda pair: (pair[0].at, pair[1].name))
+    if limit is not None:
+        merged = merged[:limit]
+
+    state = await store.channel_state(channel)
+    paused = bool(state and state.paused)
+    skips = state.skips_pending if state else 0
+    sim = _SimulatedRotation(store)
+    service = RoundService(sim, lambda: library, _FixedClock(now))  # type: ignore[arg-type]
+    previous_local: datetime | None = now.astimezone(merged[0][0].zone) if merged else None
+    out: list[PlannedRound] = []
+    for occ, schedule in merged:
+        reason = schedule.skip_reason(occ.local.date())
+        if reason is None and paused:
+            reason = "paused"
+        elif reason is None and skips > 0:
+            skips -= 1
+            reason = "/discuss skip"
+        nxt = await service.next_prompt(channel)
+        if nxt is None and reason is None:
+            reason = "no unused prompt left (when_exhausted: stop)"
+        if nxt is not None and reason is None:
+            sim.use(channel, nxt.prompt_set.id, nxt.cycle, nxt.prompt.id)
+        out.append(
+            PlannedRound(
+                schedule=schedule.name,
+                channel=channel,
+                occurrence=occ,
+                prompt_id=nxt.prompt.id if nxt else None,
+                prompt_title=nxt.prompt.title if nxt else None,
+                skipped=reason,
+                dst_note=_dst_note(previous_local, occ),
+            )
+        )
+        previous_local = occ.local
+    return out
+
+
+class _FixedClock:
+    def __init__(self, now: datetime):
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+
+def scheduled_channels(library: Library) -> list[str]:
+    seen: dict[str, None] = {}
+    for schedule in library.config.schedules:
+        for channel in schedule.channels:
+            seen.setdefault(channel, None)
+    return list(seen)
+
+
+def format_plan(channel: str, rounds: list[PlannedRound]) -> str:
+    lines = [f"{channel}:"]
+    if not rounds:
+        lines.append("  (no scheduled rounds in this period)")
+    for planned in rounds:
+        what = f"{planned.prompt_title} ({planned.prompt_id})" if planned.prompt_id else "-"
+        if planned.skipped:
+            what = f"SKIPPED — {planned.skipped}"
+        line = f"  {planned.describe_time()}  [{planned.schedule}]  {what}"
+        lines.append(line)
+        if planned.dst_note:
+            lines.append(f"      DST: {planned.dst_note}")
+    return "\n".join(lines)
+
+
+# ---- /discuss next -------------------------------------------------------------------------
+
+
+async def describe_next(library: Library, store: Store, channel: str, now: datetime) -> str | None:
+    """When the next scheduled round here is, or None if no schedule targets the channel."""
+    if not library.config.schedules_for(channel):
+        return None
+    coming = await plan_channel(
+        library, store, channel, now, until=now + timedelta(days=400), limit=60
+    )
+    skipped = []
+    for planned in coming:
+        if planned.skipped == "paused":
+            return "Scheduled rounds are paused here (`/discuss resume` restarts them)."
+        if planned.skipped:
+            skipped.append(f"{planned.occurrence.local:%a %d %b} ({planned.skipped})")
+            continue
+        text = f"Next scheduled round here: {planned.describe_time()}."
+        if skipped:
+            text += " Skipped before it: " + "; ".join(skipped) + "."
+        return text
+    return "No scheduled round here in the coming year."

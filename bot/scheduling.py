@@ -1,0 +1,337 @@
+"""Scheduled rounds: open, remind and close on time, each exactly once.
+
+APScheduler (``AsyncIOScheduler``, cron triggers in each schedule's zone) is only an
+in-memory alarm clock here: every job just calls ``tick``. ``tick`` looks at the
+database, which is the source of truth, and does whatever is due:
+
+* each (schedule, channel, occurrence) is claimed with ``INSERT … ON CONFLICT DO
+  NOTHING`` on a unique key, and only the claimant posts, so restarts, misfires and
+  several bot processes on one database never double-post;
+* a round moves claimed → posting → posted under a lease; a round whose lease ran out
+  is taken over by exactly one process, which asks the platform whether the post exists
+  (``Platform.find_post``) before posting it again;
+* after downtime, the newest missed occurrence opens once if it is within
+  ``catch_up_within``; every other missed occurrence is recorded as ``missed``;
+* holidays, skip dates, pause and ``/discuss skip`` are recorded as ``skipped`` with the
+  reason, and are never made up later;
+* reminders and closing digests are claimed with conditional updates, so they too go
+  out once.
+
+Tests drive ``tick(now)`` directly with a FakeClock; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import Schedule
+from bot.core.clock import Clock
+from bot.core.dispatch import Dispatcher
+from bot.core.events import platform_of
+from bot.core.rounds import POST_LEASE, RoundService, round_key, round_post
+from bot.library import Library, LibraryHolder
+from bot.plan import Occurrence, occurrences
+from bot.storage.models import MISSED, SKIPPED
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = timedelta(hours=6)  # recovery window for rounds opened by hand
+MAX_MISSED_RECORDED = 100  # after a very long outage, older occurrences are only counted
+
+
+@dataclass
+class TickReport:
+    """What one tick did (for logs and tests)."""
+
+    opened: list[int] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # channel, key, why
+    missed: list[tuple[str, str]] = field(default_factory=list)  # channel, key
+    recovered: list[int] = field(default_factory=list)
+    reminded: list[int] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+
+
+def _since_key(schedule: str, channel: str) -> str:
+    return f"schedule-since:{schedule}:{channel}"
+
+
+def _schedule_shape(library: Library, schedule: Schedule) -> tuple:
+    return (schedule.cron, library.config.zone_of(schedule).key, tuple(schedule.channels))
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        library: LibraryHolder,
+        service: RoundService,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        sweep_every: timedelta = timedelta(seconds=30),
+        concurrency: int = 8,
+    ):
+        self.library = library
+        self.service = service
+        self.store = service.store
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.sweep_every = sweep_every
+        self._limit = asyncio.Semaphore(concurrency)
+        self._lock = asyncio.Lock()
+        self._aps: AsyncIOScheduler | None = None
+        library.subscribe(self._on_reload)
+
+    @classmethod
+    def from_runtime(cls, runtime: Runtime, **kwargs) -> Scheduler:
+        return cls(
+            library=runtime.library,
+            service=runtime.service,
+            dispatcher=runtime.dispatcher,
+            clock=runtime.clock,
+            **kwargs,
+        )
+
+    # ---- the in-memory clock -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start APScheduler's jobs; the first tick (catch-up) runs right away."""
+        self._aps = AsyncIOScheduler(timezone="UTC")
+        self._aps.add_job(
+            self._job,
+            IntervalTrigger(seconds=self.sweep_every.total_seconds()),
+            id="sweep",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        self._aps.add_job(self._job, id="startup", misfire_grace_time=None)
+        self._sync_jobs(self.library.current)
+        self._aps.start()
+        log.info(
+            "scheduler started with %d schedule(s)", len(self.library.current.config.schedules)
+        )
+
+    async def stop(self) -> None:
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+
+    def jobs(self) -> dict[str, str]:
+        """Schedule jobs by id, with their trigger (for tests and logs)."""
+        if self._aps is None:
+            return {}
+        return {j.id: str(j.trigger) for j in self._aps.get_jobs() if j.id.startswith("schedule:")}
+
+    def _sync_jobs(self, library: Library) -> None:
+        if self._aps is None:
+            return
+        wanted = {f"schedule:{s.name}": s for s in library.config.schedules}
+        for job in self._aps.get_jobs():
+            if job.id.startswith("schedule:"):
+                job.remove()
+        for job_id, schedule in wanted.items():
+            trigger = CronTrigger.from_crontab(
+                schedule.cron, timezone=library.config.zone_of(schedule)
+            )
+            self._aps.add_job(
+                self._job,
+                trigger,
+                id=job_id,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
+
+    async def _job(self) -> None:
+        try:
+            await self.tick()
+        except Exception:  # the clock must keep ticking whatever one tick ran into
+            log.exception("scheduler tick failed")
+
+    async def _on_reload(self, old: Library, new: Library) -> None:
+        """Reschedule changed schedules; a change applies from now on, never backwards."""
+        now = self.clock.now()
+        before = {s.name: _schedule_shape(old, s) for s in old.config.schedules}
+        for schedule in new.config.schedules:
+            if before.get(schedule.name) != _schedule_shape(new, schedule):
+                for channel in schedule.channels:
+                    await self.store.set_value(
+                        _since_key(schedule.name, channel), now.isoformat(), now
+                    )
+                log.info("schedule %s changed: rescheduled", schedule.name)
+        self._sync_jobs(new)
+
+    # ---- the work ------------------------------------------------------------------------
+
+    async def tick(self, now: datetime | None = None) -> TickReport:
+        """Do everything due at ``now``: close, remind, recover, then open new rounds."""
+        async with self._lock:
+            now = now or self.clock.now()
+            report = TickReport()
+            await self._close_due(now, report)
+            await self._remind_due(now, report)
+            await self._recover(now, report)
+            library = self.library.current
+            pairs = [(s, ch) for s in library.config.schedules for ch in s.channels]
+            await asyncio.gather(
+                *(self._guarded(self._due_in(library, s, ch, now, report), ch) for s, ch in pairs)
+            )
+            return report
+
+    async def fire(
+        self, schedule: Schedule, occurrence: Occurrence, now: datetime | None = None
+    ) -> TickReport:
+        """Fire one occurrence in all the schedule's channels (as its cron job would)."""
+        now = now or self.clock.now()
+        report = TickReport()
+        await asyncio.gather(
+            *(
+                self._guarded(self._fire_one(schedule, ch, occurrence, now, report), ch)
+                for ch in schedule.channels
+            )
+        )
+        return report
+
+    async def _guarded(self, work, channel: str) -> None:
+        """Bounded concurrency; one channel's failure never stops the others."""
+        async with self._limit:
+            try:
+                await work
+            except Exception:
+                log.exception("scheduled work for %s failed", channel)
+
+    async def _due_in(
+        self, library: Library, schedule: Schedule, channel: str, now: datetime, report: TickReport
+    ) -> None:
+        zone = library.config.zone_of(schedule)
+        since_text = await self.store.setdefault_value(
+            _since_key(schedule.name, channel), (now - schedule.catch_up_within).isoformat(), now
+        )
+        lower = datetime.fromisoformat(since_text)
+        last = await self.store.last_due(schedule.name, channel)
+        if last is not None and last > lower:
+            lower = last
+        due: deque[Occurrence] = deque(maxlen=MAX_MISSED_RECORDED + 1)
+        total = 0
+        for occ in occurrences(schedule, zone, lower, now):
+            due.append(occ)
+            total += 1
+        if not due:
+            return
+        if total > len(due):
+            log.warning(
+                "%s in %s: %d older occurrences were missed and are not recorded one by one",
+                schedule.name,
+                channel,
+                total - len(due),
+            )
+        newest = due.pop()
+        for occ in due:  # older than the newest: never caught up
+            await self._record_missed(schedule, channel, occ, now, report)
+        if now - newest.at > schedule.catch_up_within:
+            await self._record_missed(schedule, channel, newest, now, report)
+            return
+        await self._fire_one(schedule, channel, newest, now, report)
+
+    async def _record_missed(
+        self, schedule: Schedule, channel: str, occ: Occurrence, now: datetime, report: TickReport
+    ) -> None:
+        why = schedule.skip_reason(occ.local.date())
+        if why is not None:
+            if await self.service.record_unposted(schedule, channel, occ.key, occ.at, SKIPPED, why):
+                report.skipped.append((channel, occ.key, why))
+            return
+        reason = f"missed: the bot was not running at {occ.local:%Y-%m-%d %H:%M %Z}"
+        if await self.service.record_unposted(schedule, channel, occ.key, occ.at, MISSED, reason):
+            report.missed.append((channel, occ.key))
+            log.warning("%s in %s at %s was %s", schedule.name, channel, occ.key, reason)
+
+    async def _fire_one(
+        self, schedule: Schedule, channel: str, occ: Occurrence, now: datetime, report: TickReport
+    ) -> None:
+        if await self.store.occurrence_exists(schedule.name, channel, occ.key):
+            return  # decided already (here, earlier, or by another process)
+        why = schedule.skip_reason(occ.local.date())
+        consume = False
+        if why is None:
+            state = await self.store.channel_state(channel)
+            if state is not None and state.paused:
+                why = "paused"
+            elif state is not None and state.skips_pending > 0:
+                why, consume = "/discuss skip", True
+        if why is not None:
+            if await self.service.record_unposted(
+                schedule, channel, occ.key, occ.at, SKIPPED, why, consume_skip=consume
+            ):
+                report.skipped.append((channel, occ.key, why))
+                log.info("%s in %s at %s skipped (%s)", schedule.name, channel, occ.key, why)
+            return
+        if why is None and await self.service.next_prompt(channel) is None:
+            why = "no unused prompt left (when_exhausted: stop)"
+        if why is not None:
+            if await self.service.record_unposted(schedule, channel, occ.key, occ.at, SKIPPED, why):
+                report.skipped.append((channel, occ.key, why))
+            return
+        if platform_of(channel) not in self.dispatcher.platforms:
+            return  # not connected (yet): leave it unclaimed for a later tick
+        round_, outcome = await self.service.claim_scheduled(schedule, channel, occ.key, occ.at)
+        if round_ is None:
+            return
+        report.opened.append(round_.id)
+        await self.store.start_posting(round_.id, self.clock.now() + POST_LEASE)
+        await self.dispatcher.publish(outcome.posts)
+
+    async def _recover(self, now: datetime, report: TickReport) -> None:
+        """Finish rounds whose poster died between claim and post, without doubling them."""
+        library = self.library.current
+        for round_ in await self.store.stale_posting(now):
+            schedule = next(
+                (s for s in library.config.schedules if s.name == round_.schedule_name), None
+            )
+            grace = schedule.catch_up_within if schedule else DEFAULT_GRACE
+            if round_.due_at is not None and now - round_.due_at > grace:
+                if await self.store.give_up(
+                    round_.id, MISSED, "missed: could not be posted in time", now
+                ):
+                    log.error(
+                        "round %s in %s could not be posted in time", round_.id, round_.channel
+                    )
+                continue
+            platform = self.dispatcher.platforms.get(platform_of(round_.channel))
+            if platform is None:
+                continue
+            if not await self.store.take_lease(round_.id, now, self.clock.now() + POST_LEASE):
+                continue  # another process took it over
+            found = await platform.find_post(round_.channel, round_key(round_))
+            if found is not None:
+                await self.service.mark_posted(round_.id, found.message_ref, found.thread_ref)
+                log.info("round %s was already posted; recorded it", round_.id)
+            else:
+                await self.dispatcher.publish([round_post(round_)])
+                log.info("round %s posted after recovery", round_.id)
+            report.recovered.append(round_.id)
+
+    async def _remind_due(self, now: datetime, report: TickReport) -> None:
+        for round_ in await self.store.due_reminders(now):
+            if await self.store.claim_reminder(round_.id, now):
+                await self.dispatcher.publish([await self.service.reminder(round_)])
+                report.reminded.append(round_.id)
+
+    async def _close_due(self, now: datetime, report: TickReport) -> None:
+        for round_ in await self.store.due_closes(now):
+            outcome = await self.service.close_round(round_)
+            if outcome.posts:
+                await self.dispatcher.publish(outcome.posts)
+                report.closed.append(round_.id)

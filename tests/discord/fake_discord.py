@@ -1,0 +1,538 @@
+"""A loopback fake of Discord: REST API and gateway WebSocket on 127.0.0.1 (aiohttp).
+
+The real discord.py client logs in, identifies, resumes, syncs commands and posts
+against it. Tests drive it like Discord would: dispatch interactions and messages over
+the gateway, then look at what the bot sent back over REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+MESSAGE_CONTENT = 1 << 15
+
+
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    """Exactly ``application/json``: discord.py compares the content type literally."""
+    return web.Response(
+        body=json.dumps(data).encode(),
+        status=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+SAFETY_TIMEOUT = 10  # seconds; only stops a broken test from hanging
+TS = "2026-11-02T09:00:00.000000+00:00"
+
+
+@dataclass
+class FakeUser:
+    id: int
+    name: str
+    roles: tuple[int, ...] = ()
+    bot: bool = False
+
+    def payload(self) -> dict:
+        return {
+            "id": str(self.id),
+            "username": self.name,
+            "global_name": self.name,
+            "discriminator": "0",
+            "avatar": None,
+            "bot": self.bot,
+        }
+
+    def member(self) -> dict:
+        return {
+            "user": self.payload(),
+            "roles": [str(r) for r in self.roles],
+            "joined_at": TS,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "permissions": "0",
+        }
+
+
+@dataclass
+class Sent:
+    """One request the bot made that tests care about."""
+
+    method: str
+    path: str
+    body: Any
+    query: dict[str, str] = field(default_factory=dict)
+
+
+class FakeDiscord:
+    GUILD = 500
+    APP = 1000
+
+    def __init__(self) -> None:
+        self.bot = FakeUser(self.APP, "Roundtable", bot=True)
+        self._ids = itertools.count(1_100_000_000_000_000_000)
+        self.channels: dict[int, dict] = {}
+        self.threads: dict[int, dict] = {}
+        self.messages: dict[int, dict] = {}  # id → payload
+        self.forbidden: set[int] = set()
+        self.rate_limit_next: dict[str, float] = {}  # path regex → retry_after, once
+        self.grant_message_content = True
+        self.requests: list[Sent] = []
+        self.identifies: list[dict] = []
+        self.resumes: list[dict] = []
+        self.closed_4014 = 0
+        self.sessions = 0  # successful IDENTIFYs
+        self._ws: web.WebSocketResponse | None = None
+        self._session_intents = 0
+        self._seq = 0
+        self._pending: list[tuple[str, dict]] = []
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> FakeDiscord:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def add_channel(self, name: str) -> int:
+        cid = self.next_id()
+        self.channels[cid] = {
+            "id": str(cid),
+            "type": 0,
+            "guild_id": str(self.GUILD),
+            "name": name,
+            "position": len(self.channels),
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+            "topic": None,
+            "rate_limit_per_user": 0,
+            "last_message_id": None,
+        }
+        return cid
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_until(self, check: Callable[[], Any]) -> Any:
+        """Wait until ``check()`` is truthy (a safety timeout only; nothing is timed)."""
+
+        async def waiter() -> Any:
+            async with self._changed:
+                while not (result := check()):
+                    await self._changed.wait()
+                return result
+
+        return await asyncio.wait_for(waiter(), SAFETY_TIMEOUT)
+
+    # ---- gateway ----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and not self._ws.closed
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 45000}}))
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            op = data["op"]
+            if op == 1:
+                await ws.send_str(json.dumps({"op": 11}))
+            elif op == 2:
+                await self._identify(ws, data["d"])
+            elif op == 6:
+                self.resumes.append(data["d"])
+                self._ws = ws
+                await self._send(ws, "RESUMED", {})
+                await self._flush()
+            await self._notify()
+        if self._ws is ws:
+            self._ws = None
+        await self._notify()
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, d: dict) -> None:
+        self.identifies.append(d)
+        if d["intents"] & MESSAGE_CONTENT and not self.grant_message_content:
+            self.closed_4014 += 1
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
+        self._session_intents = d["intents"]
+        self.sessions += 1
+        self._ws, self._seq = ws, 0
+        await self._send(
+            ws,
+            "READY",
+            {
+                "v": 10,
+                "user": self.bot.payload(),
+                "guilds": [{"id": str(self.GUILD), "unavailable": True}],
+                "session_id": f"session-{len(self.identifies)}",
+                "resume_gateway_url": self.gateway_url,
+                "application": {"id": str(self.APP), "flags": 0},
+            },
+        )
+        await self._send(ws, "GUILD_CREATE", self.guild_payload())
+        self._pending.clear()  # a fresh session does not replay an old one's events
+
+    def guild_payload(self) -> dict:
+        return {
+            "id": str(self.GUILD),
+            "name": "Test server",
+            "owner_id": "1",
+            "member_count": 3,
+            "channels": list(self.channels.values()),
+            "threads": list(self.threads.values()),
+            "roles": [],
+            "emojis": [],
+            "stickers": [],
+            "members": [],
+            "voice_states": [],
+            "presences": [],
+            "features": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "large": False,
+            "unavailable": False,
+        }
+
+    async def _send(self, ws: web.WebSocketResponse, t: str, d: dict) -> None:
+        self._seq += 1
+        await ws.send_str(json.dumps({"op": 0, "t": t, "s": self._seq, "d": d}))
+
+    async def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for t, d in pending:
+            await self._send(self._ws, t, d)  # type: ignore[arg-type]
+
+    async def dispatch(self, t: str, d: dict) -> None:
+        """Send an event now, or after the client resumes when it is disconnected."""
+        if self.connected:
+            await self._send(self._ws, t, d)  # type: ignore[arg-type]
+        else:
+            self._pending.append((t, d))
+
+    async def force_close(self, code: int = 4000) -> None:
+        """Drop the gateway connection like Discord does; the client should RESUME."""
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close(code=code)
+
+    # ---- driving the bot as users -------------------------------------------------------
+
+    def _interaction(self, kind: int, user: FakeUser, channel_id: int, data: dict) -> dict:
+        iid = self.next_id()
+        channel = self.channels.get(channel_id) or self.threads[channel_id]
+        return {
+            "id": str(iid),
+            "application_id": str(self.APP),
+            "type": kind,
+            "data": data,
+            "guild_id": str(self.GUILD),
+            "channel_id": str(channel_id),
+            "channel": channel,
+            "member": user.member(),
+            "token": f"itoken-{iid}",
+            "version": 1,
+            "app_permissions": "0",
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.GUILD)},
+            "context": 0,
+            "attachment_size_limit": 26214400,
+        }
+
+    async def slash(self, user: FakeUser, channel_id: int, sub: str, **options: Any) -> str:
+        """``/discuss <sub> option=value…``; returns the interaction token."""
+        opts = [
+            {"name": k, "type": {bool: 5, int: 4}.get(type(v), 3), "value": v}
+            for k, v in options.items()
+        ]
+        data = {
+            "id": "2000",
+            "name": "discuss",
+            "type": 1,
+            "guild_id": str(self.GUILD),
+            "options": [{"name": sub, "type": 1, "options": opts}],
+        }
+        payload = self._interaction(2, user, channel_id, data)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload["token"]
+
+    async def click(self, user: FakeUser, message_id: int, custom_id: str) -> str:
+        message = self.messages[message_id]
+        data = {"custom_id": custom_id, "component_type": 2}
+        payload = self._interaction(3, user, int(message["channel_id"]), data)
+        payload["message"] = message
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload["token"]
+
+    async def submit_modal(
+        self, user: FakeUser, channel_id: int, modal: dict, values: dict[str, str]
+    ) -> str:
+        rows = [
+            {
+                "type": 1,
+                "components": [
+                    {
+                        "type": 4,
+                        "custom_id": c["custom_id"],
+                        "value": values.get(c["custom_id"], ""),
+                    }
+                    for c in row["components"]
+                ],
+            }
+            for row in modal["components"]
+        ]
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        payload = self._interaction(5, user, channel_id, data)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload["token"]
+
+    def _message(self, channel_id: int, author: FakeUser, content: str, **extra: Any) -> dict:
+        mid = self.next_id()
+        msg = {
+            "id": str(mid),
+            "channel_id": str(channel_id),
+            "author": author.payload(),
+            "content": content,
+            "timestamp": TS,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "components": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
+        msg.update(extra)
+        self.messages[mid] = msg
+        return msg
+
+    def _as_delivered(self, msg: dict) -> dict:
+        """Without the Message Content intent Discord blanks other people's text."""
+        out = dict(msg, guild_id=str(self.GUILD))
+        if not self._session_intents & MESSAGE_CONTENT and msg["author"]["id"] != str(self.APP):
+            out["content"] = ""
+        return out
+
+    async def user_message(self, user: FakeUser, channel_id: int, content: str) -> int:
+        msg = self._message(channel_id, user, content)
+        await self.dispatch("MESSAGE_CREATE", dict(self._as_delivered(msg), member=user.member()))
+        return int(msg["id"])
+
+    async def edit_message(self, message_id: int, content: str) -> None:
+        msg = self.messages[message_id]
+        msg.update(content=content, edited_timestamp=TS)
+        await self.dispatch("MESSAGE_UPDATE", self._as_delivered(msg))
+
+    async def delete_message(self, message_id: int) -> None:
+        msg = self.messages.pop(message_id)
+        await self.dispatch(
+            "MESSAGE_DELETE",
+            {"id": str(message_id), "channel_id": msg["channel_id"], "guild_id": str(self.GUILD)},
+        )
+
+    # ---- what the bot sent ----------------------------------------------------------------
+
+    def sent(self, method: str, pattern: str) -> list[Sent]:
+        return [r for r in self.requests if r.method == method and re.fullmatch(pattern, r.path)]
+
+    def replies_to(self, token: str) -> list[dict]:
+        """Callback bodies and follow-ups for one interaction, in order."""
+        out = []
+        for r in self.requests:
+            if r.method != "POST":
+                continue
+            if re.fullmatch(rf"/interactions/\d+/{token}/callback", r.path) or re.fullmatch(
+                rf"/webhooks/{self.APP}/{token}", r.path
+            ):
+                out.append(r.body)
+        return out
+
+    def followup_texts(self, token: str) -> list[str]:
+        return [
+            r.body.get("content") or ""
+            for r in self.requests
+            if r.method == "POST" and r.path == f"/webhooks/{self.APP}/{token}"
+        ]
+
+    def channel_messages(self, channel_id: int) -> list[dict]:
+        return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
+
+    def command_syncs(self) -> list[Sent]:
+        return [r for r in self.requests if r.method == "PUT" and "/commands" in r.path]
+
+    # ---- REST -------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        body: Any = None
+        if request.can_read_body:
+            if request.content_type == "multipart/form-data":
+                form = await request.post()
+                body = json.loads(form["payload_json"])  # type: ignore[arg-type]
+            else:
+                body = await request.json()
+        self.requests.append(Sent(request.method, path, body, dict(request.query)))
+        try:
+            for pattern, retry_after in list(self.rate_limit_next.items()):
+                if re.fullmatch(pattern, path):
+                    del self.rate_limit_next[pattern]
+                    return json_response(
+                        {
+                            "message": "You are being rate limited.",
+                            "retry_after": retry_after,
+                            "global": False,
+                        },
+                        status=429,
+                        headers={"Via": "1.1 google", "X-RateLimit-Scope": "user"},
+                    )
+            return await self._route(request.method, path, body)
+        finally:
+            await self._notify()
+
+    async def _route(self, method: str, path: str, body: Any) -> web.StreamResponse:
+        if path == "/users/@me":
+            return json_response(self.bot.payload())
+        if path == "/oauth2/applications/@me":
+            return json_response(
+                {
+                    "id": str(self.APP),
+                    "name": "Roundtable",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": {**FakeUser(1, "owner").payload()},
+                    "verify_key": "0" * 64,
+                    "flags": 0,
+                    "interactions_endpoint_url": None,
+                }
+            )
+        if m := re.fullmatch(r"/applications/\d+(?:/guilds/\d+)?/commands", path):
+            out = [
+                dict(c, id=str(self.next_id()), application_id=str(self.APP), version="1")
+                for c in body
+            ]
+            return json_response(out)
+        if m := re.fullmatch(r"/interactions/(\d+)/([^/]+)/callback", path):
+            return json_response(
+                {"interaction": {"id": m[1], "type": 2}, "resource": {"type": body["type"]}}
+            )
+        if m := re.fullmatch(r"/webhooks/\d+/([^/]+)", path):
+            msg = self._message(
+                0, self.bot, body.get("content") or "", embeds=body.get("embeds") or []
+            )
+            return json_response(msg)
+        if m := re.fullmatch(r"/channels/(\d+)", path):
+            cid = int(m[1])
+            if cid in self.forbidden:
+                return self._error(403, 50001, "Missing Access")
+            channel = self.channels.get(cid) or self.threads.get(cid)
+            return json_response(channel) if channel else self._error(404, 10003, "Unknown Channel")
+        if m := re.fullmatch(r"/channels/(\d+)/messages", path):
+            cid = int(m[1])
+            if cid in self.forbidden:
+                return self._error(403, 50013, "Missing Permissions")
+            if cid not in self.channels and cid not in self.threads:
+                return self._error(404, 10003, "Unknown Channel")
+            if method == "GET":
+                found = sorted(self.channel_messages(cid), key=lambda x: -int(x["id"]))
+                return json_response(found[:50])
+            nonce = body.get("nonce")
+            if nonce and body.get("enforce_nonce"):
+                for old in self.channel_messages(cid):
+                    if old.get("nonce") == nonce:
+                        return json_response(old)  # Discord's nonce dedup
+            msg = self._message(
+                cid,
+                self.bot,
+                body.get("content") or "",
+                embeds=body.get("embeds") or [],
+                components=body.get("components") or [],
+                nonce=nonce,
+                allowed_mentions=body.get("allowed_mentions"),
+            )
+            await self.dispatch("MESSAGE_CREATE", self._as_delivered(msg))
+            return json_response(msg)
+        if m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)/threads", path):
+            cid, mid = int(m[1]), int(m[2])
+            if mid in self.threads:
+                return self._error(
+                    400, 160004, "A thread has already been created for this message"
+                )
+            thread = {
+                "id": str(mid),
+                "type": 11,
+                "guild_id": str(self.GUILD),
+                "parent_id": str(cid),
+                "owner_id": str(self.APP),
+                "name": body["name"],
+                "message_count": 0,
+                "member_count": 1,
+                "rate_limit_per_user": 0,
+                "flags": 0,
+                "last_message_id": None,
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": body.get("auto_archive_duration", 1440),
+                    "archive_timestamp": TS,
+                    "locked": False,
+                },
+            }
+            self.threads[mid] = thread
+            self.messages[mid]["flags"] = 32  # HAS_THREAD
+            self.messages[mid]["thread"] = thread
+            await self.dispatch("THREAD_CREATE", dict(thread, newly_created=True))
+            return json_response(thread, status=201)
+        return self._error(404, 0, f"fake has no route for {method} {path}")
+
+    @staticmethod
+    def _error(status: int, code: int, message: str) -> web.Response:
+        return json_response({"code": code, "message": message}, status=status)

@@ -1,0 +1,241 @@
+"""Fixtures: the real Bolt app (HTTP mode) against the loopback Web API fake, driven by
+correctly signed requests, and helpers that build Slack's payloads."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.adapters.slack import SlackAdapter
+from bot.app import Runtime, build_runtime
+from bot.config import Secrets
+from bot.core.clock import FakeClock
+from tests.slack.fake_slack import FakeSlack
+from tests.support import write_library
+
+SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-test-token"
+ADMIN = "UADMIN"
+
+CONFIG = """\
+timezone: UTC
+prompts_dir: ../prompts
+admins:
+  slack: [{admin}]
+schedules:
+  - name: weekly
+    prompt_set: mini
+    cron: "0 10 * * mon"
+    channels: [slack:C1]
+slack:
+  mode: {mode}
+  port: {port}
+  api_url: {api_url}
+"""
+
+
+class Sleeps:
+    """The adapter's injected sleep: records how long it was asked to wait, never waits."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.durations.append(seconds)
+
+
+def sign(body: str, timestamp: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
+
+
+def command_form(fake: FakeSlack, text: str, user: str, channel: str, n: int) -> dict[str, str]:
+    return {
+        "token": "legacy",
+        "team_id": "T1",
+        "channel_id": channel,
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/discuss",
+        "text": text,
+        "api_app_id": "A1",
+        "response_url": fake.response_url(f"r{n}"),
+        "trigger_id": f"trigger-{n}",
+    }
+
+
+def message_event(text: str, *, user: str, ts: str, thread_ts: str | None, channel="C1") -> dict:
+    event = {"type": "message", "channel": channel, "user": user, "text": text, "ts": ts}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    event["channel_type"] = "channel"
+    return event
+
+
+def event_body(event: dict, event_id: str) -> dict[str, Any]:
+    return {
+        "token": "legacy",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1700000000,
+        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+    }
+
+
+@dataclass
+class Harness:
+    fake: FakeSlack
+    runtime: Runtime
+    adapter: SlackAdapter
+    session: aiohttp.ClientSession
+    sleeps: Sleeps
+    _n: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.adapter.port}"
+
+    async def send(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[int, str]:
+        all_headers = {"Content-Type": content_type, **sign(body, timestamp), **(headers or {})}
+        async with self.session.post(
+            f"{self.url}/slack/events", data=body, headers=all_headers
+        ) as r:
+            return r.status, await r.text()
+
+    async def command(self, text: str, user: str = ADMIN, channel: str = "C1") -> int:
+        form = command_form(self.fake, text, user, channel, next(self._n))
+        status, _ = await self.send(urlencode(form), "application/x-www-form-urlencoded")
+        return status
+
+    async def interaction(self, payload: dict) -> int:
+        body = urlencode({"payload": json.dumps(payload)})
+        status, _ = await self.send(body, "application/x-www-form-urlencoded")
+        return status
+
+    async def press_share(self, round_id: int, user: str, channel: str = "C1") -> int:
+        return await self.interaction(
+            {
+                "type": "block_actions",
+                "team": {"id": "T1"},
+                "user": {
+                    "id": user,
+                    "username": user.lower(),
+                    "name": user.lower(),
+                    "team_id": "T1",
+                },
+                "api_app_id": "A1",
+                "token": "legacy",
+                "trigger_id": f"trigger-{next(self._n)}",
+                "container": {"type": "message", "message_ts": "1.0", "channel_id": channel},
+                "channel": {"id": channel, "name": "general"},
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": "roundtable_share",
+                        "block_id": "roundtable_actions",
+                        "value": str(round_id),
+                        "action_ts": "1700000000.1",
+                    }
+                ],
+            }
+        )
+
+    async def submit(
+        self, view: dict, answers: dict[int, str], user: str, anonymous: bool = False
+    ) -> int:
+        values: dict[str, Any] = {
+            f"q{n}": {"answer": {"type": "plain_text_input", "value": text}}
+            for n, text in answers.items()
+        }
+        selected = [{"value": "anonymous"}] if anonymous else []
+        values["anon"] = {"anonymous": {"type": "checkboxes", "selected_options": selected}}
+        return await self.interaction(
+            {
+                "type": "view_submission",
+                "team": {"id": "T1"},
+                "user": {
+                    "id": user,
+                    "username": user.lower(),
+                    "name": user.lower(),
+                    "team_id": "T1",
+                },
+                "api_app_id": "A1",
+                "token": "legacy",
+                "trigger_id": f"trigger-{next(self._n)}",
+                "view": {**view, "id": "V1", "state": {"values": values}, "hash": "h"},
+                "response_urls": [],
+            }
+        )
+
+    async def event(self, event: dict, event_id: str, retry: int | None = None) -> int:
+        headers = (
+            {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "timeout"} if retry else {}
+        )
+        body = json.dumps(event_body(event, event_id))
+        status, _ = await self.send(body, "application/json", headers=headers)
+        return status
+
+    async def settle(self) -> None:
+        await self.adapter.drain()
+
+    def replies(self) -> list[str]:
+        """What the people who acted were told (response_url posts and ephemerals)."""
+        out = [r.get("text", "") for r in self.fake.responses]
+        out += [p.get("text", "") for p in self.fake.calls_to("chat.postEphemeral")]
+        return out
+
+
+async def make_runtime(tmp_path, sqlite_url, fake: FakeSlack, mode="http", port=3000, secrets=None):
+    config = CONFIG.format(admin=ADMIN, mode=mode, port=port, api_url=fake.api_url)
+    path = write_library(tmp_path, config=config)
+    return await build_runtime(
+        path,
+        clock=FakeClock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC)),
+        secrets=secrets or Secrets(slack_bot_token=BOT_TOKEN, slack_signing_secret=SECRET),
+        database=sqlite_url,
+    )
+
+
+@pytest.fixture
+async def fake():
+    f = FakeSlack()
+    await f.start()
+    yield f
+    await f.close()
+
+
+@pytest.fixture
+async def slack(tmp_path, sqlite_url, fake):
+    runtime = await make_runtime(tmp_path, sqlite_url, fake)
+    sleeps = Sleeps()
+    adapter = SlackAdapter(runtime, sleep=sleeps)
+    await adapter.start(host="127.0.0.1", port=0)
+    session = aiohttp.ClientSession()
+    try:
+        yield Harness(fake, runtime, adapter, session, sleeps)
+    finally:
+        await session.close()
+        await adapter.stop()
+        await runtime.close()
