@@ -154,7 +154,9 @@ def cmd_prompts_draft(args: argparse.Namespace) -> int:
         return 1
     print(entry, end="")
     if appended:
-        print(f"Appended to {appended}. Review it, then run `roundtable validate`.", file=sys.stderr)
+        print(
+            f"Appended to {appended}. Review it, then run `roundtable validate`.", file=sys.stderr
+        )
     return 0
 
 
@@ -228,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     # also accepted after the subcommand, so hooks can append it (`roundtable validate --config X`)
     p.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("history", help="list past rounds: what was asked where, and how many answered")
+    p = sub.add_parser(
+        "history", help="list past rounds: what was asked where, and how many answered"
+    )
     p.add_argument("--channel", help="only this channel, e.g. console:general or slack:C0123")
     p.add_argument("--since", help="only rounds from this date on (YYYY-MM-DD, config time zone)")
     p.set_defaults(func=cmd_history)

@@ -91,6 +91,8 @@ class Scheduler:
         self._limit = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._aps: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task] = set()
+        self._stopping = False
         library.subscribe(self._on_reload)
 
     @classmethod
@@ -107,6 +109,8 @@ class Scheduler:
 
     async def start(self) -> None:
         """Start APScheduler's jobs; the first tick (catch-up) runs right away."""
+        # APScheduler logs every job run at INFO (every sweep); keep its warnings only.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         self._aps = AsyncIOScheduler(timezone="UTC")
         self._aps.add_job(
             self._job,
@@ -124,9 +128,16 @@ class Scheduler:
         )
 
     async def stop(self) -> None:
-        if self._aps is not None:
-            self._aps.shutdown(wait=False)
-            self._aps = None
+        """Stop the clock and let a tick in progress finish (it may be mid-transaction)."""
+        self._stopping = True
+        if self._aps is None:
+            return
+        self._aps.pause()  # no new jobs; shutting down would cancel the running one
+        running = [t for t in self._running if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=30)
+        self._aps.shutdown(wait=False)
+        self._aps = None
 
     def jobs(self) -> dict[str, str]:
         """Schedule jobs by id, with their trigger (for tests and logs)."""
@@ -155,10 +166,17 @@ class Scheduler:
             )
 
     async def _job(self) -> None:
+        if self._stopping:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             await self.tick()
         except Exception:  # the clock must keep ticking whatever one tick ran into
             log.exception("scheduler tick failed")
+        finally:
+            self._running.discard(task)
 
     async def _on_reload(self, old: Library, new: Library) -> None:
         """Reschedule changed schedules; a change applies from now on, never backwards."""
