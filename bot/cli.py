@@ -20,15 +20,22 @@ def _print_problems(problems) -> None:
         print(problem, file=sys.stderr)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace):
+    """The validated library, or None after printing every problem to stderr."""
     from bot.library import load_library
 
     try:
-        library = load_library(resolve_config_path(args.config))
+        return load_library(resolve_config_path(args.config))
     except ProblemsFound as exc:
         _print_problems(exc.problems)
         n = len(exc.problems)
         print(f"{n} problem{'s' * (n != 1)} found.", file=sys.stderr)
+        return None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    library = _load(args)
+    if library is None:
         return 1
     print(f"OK: {library.summary()}.")
     return 0
@@ -38,12 +45,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from bot.core import render
     from bot.core.events import RoundPost
     from bot.core.rounds import prompt_view
-    from bot.library import load_library
 
-    try:
-        library = load_library(resolve_config_path(args.config))
-    except ProblemsFound as exc:
-        _print_problems(exc.problems)
+    library = _load(args)
+    if library is None:
         return 1
     if args.prompt_id:
         found = library.find_prompt(args.prompt_id)
@@ -165,14 +169,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     from bot.config import database_url
     from bot.core.clock import SystemClock
-    from bot.library import load_library
     from bot.plan import format_plan, plan_channel, scheduled_channels
     from bot.storage.store import Store
 
-    try:
-        library = load_library(resolve_config_path(args.config))
-    except ProblemsFound as exc:
-        _print_problems(exc.problems)
+    library = _load(args)
+    if library is None:
         return 1
     channels = [args.channel] if args.channel else scheduled_channels(library)
 

@@ -49,3 +49,18 @@ def test_the_wheel_carries_the_migrations(tmp_path):
     assert "bot/storage/migrations/env.py" in names
     assert "bot/storage/migrations/versions/0001_initial.py" in names
     assert "bot/cli.py" in names
+
+
+def test_the_readme_configuration_example_is_a_valid_config(tmp_path):
+    """The reference in the README must not drift from what the bot accepts."""
+    from bot.config import load_config
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Configuration") :]
+    example = section[
+        section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))
+    ]
+    path = tmp_path / "roundtable.yaml"
+    path.write_text(example)
+    config, _ = load_config(path)
+    assert config.schedules[0].holidays is not None

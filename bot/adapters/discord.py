@@ -545,11 +545,7 @@ class DiscordAdapter:
         )
         replies = await self.dispatcher.handle(event)
         # A saved thread reply is visible in the thread already; say only what went wrong.
-        problems = [
-            r
-            for r in replies
-            if isinstance(r, Reply) and not r.text.startswith(("Saved your", "Updated your"))
-        ]
+        problems = [r for r in replies if isinstance(r, Reply) and not r.confirms_save]
         for reply in problems:
             await message.reply(reply.text, mention_author=False, allowed_mentions=NO_MENTIONS)
 

@@ -121,10 +121,15 @@ class PromptView:
 
 @dataclass(frozen=True)
 class Reply:
-    """An answer to the person who acted; ephemeral where the platform allows it."""
+    """An answer to the person who acted; ephemeral where the platform allows it.
+
+    ``confirms_save`` marks "your answer was saved" replies, which an adapter may leave
+    unsaid where the saved message is already visible (a thread reply).
+    """
 
     text: str
     ephemeral: bool = True
+    confirms_save: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,8 +203,8 @@ class Outcome:
     replies: list[Reply | Summary | RoundPost] = field(default_factory=list)
     posts: list[RoundPost | Summary | ThreadPost] = field(default_factory=list)
 
-    def reply(self, text: str, *, ephemeral: bool = True) -> Outcome:
-        self.replies.append(Reply(text, ephemeral))
+    def reply(self, text: str, *, ephemeral: bool = True, confirms_save: bool = False) -> Outcome:
+        self.replies.append(Reply(text, ephemeral, confirms_save))
         return self
 
     def extend(self, other: Outcome) -> Outcome:

@@ -129,7 +129,9 @@ class Handlers:
             )
         except AnswerRejected as exc:
             return Outcome().reply(str(exc))
-        return outcome.reply(self._saved(command.question, command.anonymous, updated))
+        return outcome.reply(
+            self._saved(command.question, command.anonymous, updated), confirms_save=True
+        )
 
     async def cmd_results(self, event: CommandInvoked, _: Command) -> Outcome:
         round_ = await self.store.open_round_in(event.channel)
@@ -270,7 +272,7 @@ class Handlers:
             )
         except AnswerRejected as exc:
             return Outcome().reply(str(exc))
-        return outcome.reply(self._saved(question, False, updated))
+        return outcome.reply(self._saved(question, False, updated), confirms_save=True)
 
     async def on_edit(self, event: MessageEdited) -> Outcome:
         question, text = commands.split_numbered(event.text)
@@ -309,7 +311,9 @@ class Handlers:
         how = "anonymous answers" if event.anonymous else "answers"
         if len(saved) == 1:
             how = how[:-1]
-        return outcome.reply(f"Saved your {how} to {_questions(saved)}. Thank you!")
+        return outcome.reply(
+            f"Saved your {how} to {_questions(saved)}. Thank you!", confirms_save=True
+        )
 
     # ---- wording ------------------------------------------------------------------------
 

@@ -81,20 +81,24 @@ class Store:
                 closed = await self._close_open_rounds(s, new.channel, now)
                 s.add(new)
                 if rotation is not None:
-                    await s.execute(
-                        self._insert(RotationEntry)
-                        .values(
-                            channel=rotation.channel,
-                            prompt_set=rotation.prompt_set,
-                            cycle=rotation.cycle,
-                            prompt_id=rotation.prompt_id,
-                            used_at=rotation.used_at,
-                        )
-                        .on_conflict_do_nothing()
-                    )
+                    await self._use_prompt(s, rotation)
         except IntegrityError as exc:
             raise ChannelBusy(new.channel) from exc
         return new, closed
+
+    async def _use_prompt(self, s: AsyncSession, entry: RotationEntry) -> None:
+        """Mark a prompt as seen in the channel's current pass (idempotent)."""
+        await s.execute(
+            self._insert(RotationEntry)
+            .values(
+                channel=entry.channel,
+                prompt_set=entry.prompt_set,
+                cycle=entry.cycle,
+                prompt_id=entry.prompt_id,
+                used_at=entry.used_at,
+            )
+            .on_conflict_do_nothing()
+        )
 
     async def _close_open_rounds(self, s: AsyncSession, channel: str, now: datetime) -> list[Round]:
         rows = (
@@ -226,23 +230,16 @@ class Store:
                 )
                 round_id = (
                     await s.execute(
-                        self._insert(Round).values(**values).on_conflict_do_nothing().returning(Round.id)
+                        self._insert(Round)
+                        .values(**values)
+                        .on_conflict_do_nothing()
+                        .returning(Round.id)
                     )
                 ).scalar()
                 if round_id is None:
                     raise _Lost
                 if rotation is not None:
-                    await s.execute(
-                        self._insert(RotationEntry)
-                        .values(
-                            channel=rotation.channel,
-                            prompt_set=rotation.prompt_set,
-                            cycle=rotation.cycle,
-                            prompt_id=rotation.prompt_id,
-                            used_at=rotation.used_at,
-                        )
-                        .on_conflict_do_nothing()
-                    )
+                    await self._use_prompt(s, rotation)
                 claimed = await s.get(Round, round_id)
         except _Lost:
             return None, []
@@ -334,7 +331,11 @@ class Store:
                 update(Round)
                 .where(Round.id == round_id, Round.status.in_((CLAIMED, POSTING)))
                 .values(
-                    status=status, status_reason=reason, closed_at=now, anon_key=None, lease_until=None
+                    status=status,
+                    status_reason=reason,
+                    closed_at=now,
+                    anon_key=None,
+                    lease_until=None,
                 )
             )
             return result.rowcount == 1
