@@ -259,6 +259,28 @@ def parse_form(components: list[dict], n_questions: int) -> dict[int, str]:
     return answers
 
 
+def member_role_ids(user: discord.abc.User) -> tuple[str, ...]:
+    """The role ids of whoever sent an interaction or a message, as the event lists them.
+
+    Each interaction (and guild message) carries its member's role ids, so no member cache
+    or privileged intent is needed. discord.py 2.x keeps that list only privately, as
+    ``Member._roles``; the public ``Member.roles`` resolves it through the guild's role
+    cache and silently drops what it cannot resolve. That cache is empty until the guild's
+    GUILD_CREATE arrives (READY clears it on every new session) and is never filled for a
+    server where the app's commands are installed without the bot user, so an admin by
+    role would be refused there. Hence the private list first; if a future discord.py
+    drops or reshapes it, fall back to the public, cache-resolved roles instead of failing.
+    """
+    raw = getattr(user, "_roles", None)
+    if raw is not None:
+        try:
+            return tuple(str(int(role_id)) for role_id in raw)
+        except (TypeError, ValueError):
+            pass
+    roles = getattr(user, "roles", None) or ()  # a discord.User (no server) has none
+    return tuple(str(role.id) for role in roles if not role.is_default())  # not @everyone
+
+
 # ---- the client ---------------------------------------------------------------------------
 
 
@@ -435,10 +457,8 @@ class DiscordAdapter:
     # ---- translating in -----------------------------------------------------------------
 
     def actor(self, user: discord.abc.User) -> Actor:
-        # Member._roles is the raw role-id list of the payload: no role cache needed.
-        roles = tuple(str(r) for r in getattr(user, "_roles", ()))
         admin = self.runtime.library.current.config.admins.allows(
-            PLATFORM, str(user.id), role_ids=roles
+            PLATFORM, str(user.id), role_ids=member_role_ids(user)
         )
         return Actor(PLATFORM, str(user.id), user.display_name, is_admin=admin)
 

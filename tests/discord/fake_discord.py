@@ -84,6 +84,9 @@ class FakeDiscord:
         self.messages: dict[int, dict] = {}  # id → payload
         self.forbidden: set[int] = set()
         self.rate_limit_next: dict[str, float] = {}  # path regex → retry_after, once
+        # path regex → (5xx status, handled first?), once; "handled first" is a request
+        # Discord carried out although its answer was lost (e.g. a 502 from its edge)
+        self.server_error_next: dict[str, tuple[int, bool]] = {}
         self.grant_message_content = True
         self.requests: list[Sent] = []
         self.identifies: list[dict] = []
@@ -222,7 +225,7 @@ class FakeDiscord:
             "member_count": 3,
             "channels": list(self.channels.values()),
             "threads": list(self.threads.values()),
-            "roles": [],
+            "roles": [],  # none cached: admin roles must work from each interaction's own list
             "emojis": [],
             "stickers": [],
             "members": [],
@@ -432,6 +435,16 @@ class FakeDiscord:
                         },
                         status=429,
                         headers={"Via": "1.1 google", "X-RateLimit-Scope": "user"},
+                    )
+            for pattern, (status, handled) in list(self.server_error_next.items()):
+                if re.fullmatch(pattern, path):
+                    del self.server_error_next[pattern]
+                    if handled:
+                        await self._route(request.method, path, body)
+                    return web.Response(  # an edge proxy's page, not Discord's JSON
+                        text=f"<html><body>{status} Server Error</body></html>",
+                        status=status,
+                        content_type="text/html",
                     )
             return await self._route(request.method, path, body)
         finally:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 
-from bot.adapters.discord import PORTAL_SWITCH, form_inputs, parse_form
+from bot.adapters.discord import PORTAL_SWITCH, form_inputs, member_role_ids, parse_form
 from bot.core.dispatch import Posted
 from bot.core.rounds import round_post
 from bot.storage.models import Response
@@ -178,6 +179,23 @@ async def test_a_429_is_waited_out_and_the_round_posted_once(bot):
     assert [m for m in bot.fake.channel_messages(bot.channels[0]) if m["embeds"]] == [message]
 
 
+async def test_a_502_is_retried_and_the_round_posted_once(bot):
+    # discord.py retries 500/502/504/524 itself after sleeping 1 s (the only slow test).
+    # The worst case: Discord made the message but its answer was lost; the retry carries
+    # the same nonce, so Discord returns that message instead of posting a second one.
+    channel = bot.channels[0]
+    bot.fake.server_error_next[rf"/channels/{channel}/messages"] = (502, True)
+    message = await bot.open_round(channel)
+    posts = bot.fake.sent("POST", rf"/channels/{channel}/messages")
+    assert len(posts) == 2  # the 502, then the retry
+    assert posts[0].body["nonce"] == posts[1].body["nonce"] == "rt-1"
+    assert [m for m in bot.fake.channel_messages(channel) if m["embeds"]] == [message]
+    round_ = await eventually(
+        lambda: bot.runtime.store.get_round(1), until=lambda r: r.status == "posted"
+    )
+    assert round_.message_ref == message["id"] and round_.thread_ref == message["id"]
+
+
 async def test_gateway_close_then_resume_loses_and_doubles_nothing(bot):
     message = await bot.open_round(bot.channels[0])
     thread_id = int(message["id"])
@@ -273,3 +291,16 @@ def test_more_than_five_questions_share_the_fifth_input():
         {"type": 18, "component": {"type": 4, "custom_id": "rest", "value": "five\n\n7: seven"}}
     )
     assert parse_form(rows, 7) == {1: "one", 5: "five", 7: "seven"}
+
+
+def role(role_id: int, default: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(id=role_id, is_default=lambda: default)
+
+
+def test_role_ids_fall_back_to_public_roles_if_the_private_list_goes():
+    # what a future discord.py Member without ``_roles`` might look like
+    member = SimpleNamespace(id=33, roles=[role(500, default=True), role(77)])
+    assert member_role_ids(member) == ("77",)  # @everyone is no role anyone was given
+    reshaped = SimpleNamespace(id=33, _roles=[role(77)], roles=[role(77)])
+    assert member_role_ids(reshaped) == ("77",)
+    assert member_role_ids(SimpleNamespace(id=22)) == ()  # a discord.User: no server roles
