@@ -64,3 +64,25 @@ def test_the_readme_configuration_example_is_a_valid_config(tmp_path):
     path.write_text(example)
     config, _ = load_config(path)
     assert config.schedules[0].holidays is not None
+
+
+def test_slack_manifest_asks_for_exactly_what_the_adapter_needs():
+    import yaml
+
+    manifest = yaml.safe_load((REPO / "deploy" / "slack-app-manifest.yaml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert scopes == {"commands", "chat:write", "channels:history", "groups:history", "users:read"}
+    settings = manifest["settings"]
+    assert set(settings["event_subscriptions"]["bot_events"]) == {
+        "message.channels",
+        "message.groups",
+    }
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is True
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/discuss"
+
+
+def test_the_readme_shows_the_slack_manifest_as_shipped():
+    manifest = (REPO / "deploy" / "slack-app-manifest.yaml").read_text().rstrip()
+    assert manifest in (REPO / "README.md").read_text()
