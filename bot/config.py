@@ -336,6 +336,9 @@ class Config(Strict):
     def zone_of(self, schedule: Schedule) -> ZoneInfo:
         return ZoneInfo(schedule.timezone or self.timezone)
 
+    def schedule_named(self, name: str) -> Schedule | None:
+        return next((s for s in self.schedules if s.name == name), None)
+
     def schedules_for(self, channel: str) -> list[Schedule]:
         return [s for s in self.schedules if channel in s.channels]
 

@@ -197,7 +197,7 @@ async def plan_channel(
         elif reason is None and skips > 0:
             skips -= 1
             reason = "/discuss skip"
-        nxt = await service.next_prompt(channel)
+        nxt = await service.next_prompt(channel, schedule)
         if nxt is None and reason is None:
             reason = "no unused prompt left (when_exhausted: stop)"
         if nxt is not None and reason is None:
@@ -251,7 +251,15 @@ def format_plan(channel: str, rounds: list[PlannedRound]) -> str:
 # ---- /discuss next -------------------------------------------------------------------------
 
 
-async def describe_next(library: Library, store: Store, channel: str, now: datetime) -> str | None:
+@dataclass(frozen=True)
+class NextScheduled:
+    text: str  # when, or why nothing is coming
+    schedule: Schedule | None  # the schedule that fires next, if any
+
+
+async def describe_next(
+    library: Library, store: Store, channel: str, now: datetime
+) -> NextScheduled | None:
     """When the next scheduled round here is, or None if no schedule targets the channel."""
     if not library.config.schedules_for(channel):
         return None
@@ -261,12 +269,14 @@ async def describe_next(library: Library, store: Store, channel: str, now: datet
     skipped = []
     for planned in coming:
         if planned.skipped == "paused":
-            return "Scheduled rounds are paused here (`/discuss resume` restarts them)."
+            return NextScheduled(
+                "Scheduled rounds are paused here (`/discuss resume` restarts them).", None
+            )
         if planned.skipped:
             skipped.append(f"{planned.occurrence.local:%a %d %b} ({planned.skipped})")
             continue
         text = f"Next scheduled round here: {planned.describe_time()}."
         if skipped:
             text += " Skipped before it: " + "; ".join(skipped) + "."
-        return text
-    return "No scheduled round here in the coming year."
+        return NextScheduled(text, library.config.schedule_named(planned.schedule))
+    return NextScheduled("No scheduled round here in the coming year.", None)

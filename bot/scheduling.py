@@ -296,7 +296,7 @@ class Scheduler:
                 report.skipped.append((channel, occ.key, why))
                 log.info("%s in %s at %s skipped (%s)", schedule.name, channel, occ.key, why)
             return
-        if why is None and await self.service.next_prompt(channel) is None:
+        if why is None and await self.service.next_prompt(channel, schedule) is None:
             why = "no unused prompt left (when_exhausted: stop)"
         if why is not None:
             if await self.service.record_unposted(schedule, channel, occ.key, occ.at, SKIPPED, why):

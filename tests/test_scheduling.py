@@ -16,7 +16,7 @@ from bot.library import load_library
 from bot.plan import format_plan, occurrences, plan_channel
 from bot.scheduling import Scheduler
 from bot.storage.models import Response, Round
-from tests.support import Chat, RecordingPlatform, make_chat, write_library
+from tests.support import MINI_SET, Chat, RecordingPlatform, make_chat, write_library
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -637,5 +637,32 @@ async def test_stored_rounds_have_one_row_per_occurrence(tmp_path, sqlite_url):
         async with chat.store.session() as s:
             keys = (await s.scalars(select(Round.occurrence))).all()
         assert keys == ["2026-11-02T10:00"]
+    finally:
+        await chat.store.close()
+
+
+async def test_two_schedules_on_one_channel_each_post_from_their_own_set(tmp_path, sqlite_url):
+    other_set = (
+        MINI_SET.replace("title: Mini set", "title: Other set")
+        .replace("id: alpha", "id: other-alpha")
+        .replace("id: beta", "id: other-beta")
+        .replace("id: gamma", "id: other-gamma")
+    )
+    text = config(cron="0 10 * * mon") + (
+        '  - name: fridays\n    prompt_set: other\n    cron: "0 16 * * fri"\n'
+        "    channels: [console:general]\n"
+    )
+    path = write_library(tmp_path, text, {"mini": MINI_SET, "other": other_set})
+    chat = await make_chat(path, sqlite_url, utc(2026, 11, 2, 8))
+    chat.dispatcher.register(FindingPlatform())
+    scheduler = scheduler_for(chat)
+    try:
+        await tick_at(chat, scheduler, datetime(2026, 11, 2, 10, tzinfo=BERLIN))
+        told = await chat.say("/discuss next", who="bob")
+        assert "Fri 2026-11-06 16:00" in told and "(other-alpha)" in told
+        await tick_at(chat, scheduler, datetime(2026, 11, 6, 16, tzinfo=BERLIN))
+        await tick_at(chat, scheduler, datetime(2026, 11, 9, 10, tzinfo=BERLIN))
+        opened = [(r.schedule_name, r.prompt_id) for r in await rows(chat)]
+        assert opened == [("weekly", "alpha"), ("fridays", "other-alpha"), ("weekly", "beta")]
     finally:
         await chat.store.close()

@@ -142,7 +142,10 @@ class Handlers:
         return outcome
 
     async def cmd_next(self, event: CommandInvoked, _: Command) -> Outcome:
-        nxt = await self.service.next_prompt(event.channel)
+        when = await describe_next(
+            self.service.library(), self.store, event.channel, self.service.clock.now()
+        )
+        nxt = await self.service.next_prompt(event.channel, when.schedule if when else None)
         if nxt is None:
             if self.service.library().set_for_channel(event.channel) is not None:
                 return Outcome().reply(self._exhausted(event.channel))
@@ -165,11 +168,8 @@ class Handlers:
                 f"{' (this one included)' if unused != 1 else ''}; after that, {then}."
                 " Add prompts to the set to keep it fresh."
             )
-        when = await describe_next(
-            self.service.library(), self.store, event.channel, self.service.clock.now()
-        )
         if when is not None:
-            text = f"{when}\n{text}"
+            text = f"{when.text}\n{text}"
         return Outcome().reply(text)
 
     async def cmd_sets(self, event: CommandInvoked, _: Command) -> Outcome:

@@ -103,12 +103,18 @@ class RoundService:
 
     # ---- rotation -----------------------------------------------------------------------
 
-    async def next_prompt(self, channel: str) -> NextPrompt | None:
+    async def next_prompt(
+        self, channel: str, schedule: Schedule | None = None
+    ) -> NextPrompt | None:
+        """The prompt a channel gets next: from ``schedule``'s set when a schedule fires,
+        else from the channel's own set (its first schedule's, or the default)."""
         lib = self.library()
-        loaded = lib.set_for_channel(channel)
+        schedule = schedule or lib.schedule_for_channel(channel)
+        loaded = (
+            lib.prompt_sets.get(schedule.prompt_set) if schedule else lib.set_for_channel(channel)
+        )
         if loaded is None:
             return None
-        schedule = lib.schedule_for_channel(channel)
         order = schedule.order if schedule else Order.sequential
         cycle, used = await self.store.rotation(channel, loaded.id)
         candidates = [p for p in rotation_order(loaded, channel, cycle, order) if p.id not in used]
@@ -210,9 +216,9 @@ class RoundService:
         returned outcome holds the digests of rounds this closed and the round's post.
         """
         now = self.clock.now()
-        nxt = await self.next_prompt(channel)
+        nxt = await self.next_prompt(channel, schedule)
         if nxt is None:
-            if self.library().set_for_channel(channel) is not None:
+            if schedule.prompt_set in self.library().prompt_sets:
                 raise RotationExhausted(channel)
             raise LookupError("no prompt sets")
         new = self._new_round(
@@ -240,14 +246,16 @@ class RoundService:
             round_.id,
             nxt.prompt.id,
         )
-        self._note_running_out(channel, nxt)
+        self._note_running_out(channel, nxt, schedule)
         return round_, outcome
 
-    def _note_running_out(self, channel: str, nxt: NextPrompt) -> None:
+    def _note_running_out(
+        self, channel: str, nxt: NextPrompt, schedule: Schedule | None = None
+    ) -> None:
         """Tell the log when a channel is about to run out of unused prompts."""
         if nxt.remaining_after > RUNNING_OUT:
             return
-        schedule = self.library().schedule_for_channel(channel)
+        schedule = schedule or self.library().schedule_for_channel(channel)
         then = (
             "scheduled rounds stop (when_exhausted: stop)"
             if schedule is not None and schedule.when_exhausted == "stop"
@@ -275,7 +283,7 @@ class RoundService:
     ) -> bool:
         """Record a skipped or missed occurrence (once); the rotation does not advance."""
         now = self.clock.now()
-        nxt = await self.next_prompt(channel)
+        nxt = await self.next_prompt(channel, schedule)
         if nxt is not None:
             row = self._new_round(
                 channel, nxt.prompt_set.id, nxt.prompt, schedule, occurrence, due_at, status, now
