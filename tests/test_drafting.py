@@ -25,6 +25,7 @@ from bot.drafting import (
 )
 from bot.library import load_library
 from bot.prompts import Prompt, PromptSet
+from tests.loopback import serve_loopback
 from tests.support import write_library
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -260,11 +261,7 @@ async def site():
     app.router.add_get("/file.pdf", pdf)
     app.router.add_get("/empty", empty)
     app.router.add_get("/huge", huge)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    port = tcp._server.sockets[0].getsockname()[1]
+    runner, port = await serve_loopback(app, shutdown_timeout=0.1)
     yield f"http://127.0.0.1:{port}"
     never.set()
     await runner.cleanup()

@@ -134,20 +134,21 @@ class Harness:
         status, _ = await self.send(body, "application/x-www-form-urlencoded")
         return status
 
+    def _envelope(self, user: str) -> dict[str, Any]:
+        """The fields every interaction payload from ``user`` carries."""
+        return {
+            "team": {"id": "T1"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
+            "api_app_id": "A1",
+            "token": "legacy",
+            "trigger_id": f"trigger-{next(self._n)}",
+        }
+
     async def press_share(self, round_id: int, user: str, channel: str = "C1") -> int:
         return await self.interaction(
             {
                 "type": "block_actions",
-                "team": {"id": "T1"},
-                "user": {
-                    "id": user,
-                    "username": user.lower(),
-                    "name": user.lower(),
-                    "team_id": "T1",
-                },
-                "api_app_id": "A1",
-                "token": "legacy",
-                "trigger_id": f"trigger-{next(self._n)}",
+                **self._envelope(user),
                 "container": {"type": "message", "message_ts": "1.0", "channel_id": channel},
                 "channel": {"id": channel, "name": "general"},
                 "actions": [
@@ -174,16 +175,7 @@ class Harness:
         return await self.interaction(
             {
                 "type": "view_submission",
-                "team": {"id": "T1"},
-                "user": {
-                    "id": user,
-                    "username": user.lower(),
-                    "name": user.lower(),
-                    "team_id": "T1",
-                },
-                "api_app_id": "A1",
-                "token": "legacy",
-                "trigger_id": f"trigger-{next(self._n)}",
+                **self._envelope(user),
                 "view": {**view, "id": "V1", "state": {"values": values}, "hash": "h"},
                 "response_urls": [],
             }

@@ -36,42 +36,42 @@ def retry_after(response: HttpResponse) -> float:
     return 1.0
 
 
-class RateLimitRetry(AsyncRateLimitErrorRetryHandler):
+class _InjectedSleep(AsyncRetryHandler):
+    """The attempt bookkeeping shared by our handlers; each says only how long to wait."""
+
+    sleep: Sleep
+
+    def delay(self, state: RetryState, response: HttpResponse | None) -> float:
+        raise NotImplementedError
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        await self.sleep(self.delay(state, response))
+        state.increment_current_attempt()
+
+
+class RateLimitRetry(_InjectedSleep, AsyncRateLimitErrorRetryHandler):
     """Retries HTTP 429 after ``Retry-After`` seconds (plus up to a second of jitter)."""
 
     def __init__(self, max_retry_count: int = 5, sleep: Sleep = asyncio.sleep):
-        super().__init__(max_retry_count=max_retry_count)
+        AsyncRateLimitErrorRetryHandler.__init__(self, max_retry_count=max_retry_count)
         self.sleep = sleep
 
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        if response is None:
-            raise error  # type: ignore[misc]
-        state.next_attempt_requested = True
-        await self.sleep(retry_after(response) + random.random())
-        state.increment_current_attempt()
+    def delay(self, state: RetryState, response: HttpResponse | None) -> float:
+        # only asked after a 429, so there is always a response to read
+        return (retry_after(response) if response is not None else 1.0) + random.random()
 
 
-class _BackoffSleep(AsyncRetryHandler):
-    sleep: Sleep
-
-    async def prepare_for_next_attempt_async(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        state.next_attempt_requested = True
-        await self.sleep(self.interval_calculator.calculate_sleep_duration(state.current_attempt))
-        state.increment_current_attempt()
+class _BackoffSleep(_InjectedSleep):
+    def delay(self, state: RetryState, response: HttpResponse | None) -> float:
+        return self.interval_calculator.calculate_sleep_duration(state.current_attempt)
 
 
 class ServerErrorRetry(_BackoffSleep, AsyncServerErrorRetryHandler):
