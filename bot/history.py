@@ -40,7 +40,10 @@ async def history(
 ) -> list[HistoryRow]:
     rounds = await store.rounds(channel=channel, since=since)
     counts = await store.count_respondents(r.id for r in rounds)
-    return [_row(r, counts.get(r.id, 0)) for r in rounds]
+    # A closed round's pseudonyms are erased: use the count taken when it closed.
+    return [
+        _row(r, r.respondents if r.respondents is not None else counts.get(r.id, 0)) for r in rounds
+    ]
 
 
 def _row(round_: Round, respondents: int) -> HistoryRow:

@@ -39,6 +39,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Erased anonymity keys and pseudonyms are zeroed in the file, not just unlinked.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

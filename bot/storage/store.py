@@ -30,6 +30,7 @@ from bot.storage.models import (
     RotationEntry,
     Round,
 )
+from bot.storage.privacy import close_anonymity, truncate_wal
 
 
 class ChannelBusy(Exception):
@@ -49,6 +50,7 @@ class Store:
     async def open(cls, url: str) -> Store:
         engine = create_engine(url)
         await migrate(engine)
+        await truncate_wal(engine)  # no erased key bytes left behind by the migration
         return cls(engine)
 
     async def close(self) -> None:
@@ -84,6 +86,8 @@ class Store:
                     await self._use_prompt(s, rotation)
         except IntegrityError as exc:
             raise ChannelBusy(new.channel) from exc
+        if closed:
+            await truncate_wal(self.engine)
         return new, closed
 
     async def _use_prompt(self, s: AsyncSession, entry: RotationEntry) -> None:
@@ -108,7 +112,7 @@ class Store:
         ).all()
         for r in rows:
             r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
-        await s.flush()
+        await close_anonymity(s, rows)
         return list(rows)
 
     async def close_round(self, round_id: int, now: datetime) -> Round | None:
@@ -125,11 +129,17 @@ class Store:
             )
             if result.rowcount != 1:
                 return None
-            return await s.get(Round, round_id)
+            closed = await s.get(Round, round_id)
+            await close_anonymity(s, [closed])
+        await truncate_wal(self.engine)
+        return closed
 
     async def close_channel(self, channel: str, now: datetime) -> list[Round]:
         async with self.session() as s:
-            return await self._close_open_rounds(s, channel, now)
+            closed = await self._close_open_rounds(s, channel, now)
+        if closed:
+            await truncate_wal(self.engine)
+        return closed
 
     async def mark_posted(
         self, round_id: int, message_ref: str | None, thread_ref: str | None, now: datetime
@@ -240,9 +250,12 @@ class Store:
                     raise _Lost
                 if rotation is not None:
                     await self._use_prompt(s, rotation)
+                await close_anonymity(s, closed)
                 claimed = await s.get(Round, round_id)
         except _Lost:
             return None, []
+        if closed:
+            await truncate_wal(self.engine)
         return claimed, closed
 
     async def record_occurrence(self, row: Round, *, consume_skip: bool = False) -> bool:
@@ -338,7 +351,11 @@ class Store:
                     lease_until=None,
                 )
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            await close_anonymity(s, [await s.get(Round, round_id)])
+        await truncate_wal(self.engine)
+        return True
 
     async def due_reminders(self, now: datetime) -> list[Round]:
         async with self.session() as s:
