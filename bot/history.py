@@ -75,3 +75,15 @@ def format_rows(rows: list[HistoryRow], zone: ZoneInfo) -> str:
                 outcome += ", still open"
         lines.append(f"{when}  {row.channel}  {row.prompt_id}  “{row.title}”  {outcome}")
     return "\n".join(lines)
+
+
+def format_purges(purges: list, zone: ZoneInfo) -> str:
+    """What the retention job deleted and when, as counts only (never what or whose)."""
+    lines = []
+    for p in purges:
+        local = p.ran_at.astimezone(zone)
+        lines.append(
+            f"{local:%Y-%m-%d %H:%M} {local.tzname()}  purged by retention: "
+            f"{p.rounds} round{'s' * (p.rounds != 1)}, {p.answers} answer{'s' * (p.answers != 1)}"
+        )
+    return "\n".join(lines)

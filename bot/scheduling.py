@@ -40,6 +40,7 @@ from bot.core.events import platform_of
 from bot.core.rounds import POST_LEASE, RoundService, round_key, round_post
 from bot.library import Library, LibraryHolder
 from bot.plan import Occurrence, occurrences
+from bot.privacy import add_retention_job
 from bot.storage.models import MISSED, SKIPPED
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class Scheduler:
             misfire_grace_time=None,
         )
         self._aps.add_job(self._job, id="startup", misfire_grace_time=None)
+        add_retention_job(self._aps, self.store, self.library, self.clock)  # bot.privacy
         self._sync_jobs(self.library.current)
         self._aps.start()
         log.info(

@@ -358,7 +358,7 @@ class SlackAdapter:
                 profile.get("display_name") or profile.get("real_name") or user.get("name") or name
             )
         except (TimeoutError, SlackApiError, aiohttp.ClientError) as exc:
-            log.info("users.info failed (%s); using %s", type(exc).__name__, name)
+            log.info("users.info failed (%s); using the fallback name", type(exc).__name__)
             return name
         self._names[user_id] = name
         return name
