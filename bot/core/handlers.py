@@ -246,7 +246,7 @@ class Handlers:
                 f"This deletes every answer you gave with your name on {event.actor.platform}, "
                 "in open and closed rounds, and your anonymous answers in open rounds. "
                 "Digests already posted stay in the channel. To go ahead, type "
-                "`/discuss forget-me confirm`."
+                "`/discuss forget-me confirm` (on Discord: set `confirm` to True)."
             )
         return Outcome().reply(forgotten_text(await forget_person(self.service, event.actor.key)))
 
