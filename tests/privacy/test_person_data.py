@@ -149,6 +149,8 @@ async def test_retention_deletes_old_rounds_and_keeps_recent_ones(tmp_path, data
         await chat.say("/discuss now")  # closes round 3 (20 days old, but was open till now)
         await chat.say("newest answer", who="bob")
 
+        assert await chat.store.first_time("console:general:old-msg", start)
+        assert await chat.store.first_time("console:general:new-msg", chat.clock.now())
         config = chat.library.current.config
         purged = await purge_expired(chat.store, config, chat.clock.now())
         assert (purged.rounds, purged.answers) == (2, 3)  # rounds 1 and 3 (7 days)
@@ -156,6 +158,9 @@ async def test_retention_deletes_old_rounds_and_keeps_recent_ones(tmp_path, data
         texts = [r[3] for r in await rows(chat.store)]
         assert texts == ["elsewhere answer", "newest answer"]  # 90 days; open round kept
         assert len(await chat.store.rounds()) == 2 and "console:elsewhere" in left
+        async with chat.store.session() as s:
+            keys = set((await s.scalars(select(ProcessedEvent.key))).all())
+        assert keys == {"console:general:new-msg"}  # dedup rows past the shortest retention go
         again = await purge_expired(chat.store, config, chat.clock.now())
         assert (again.rounds, again.answers) == (0, 0)
         (log_row,) = await purge_history(chat.store)
