@@ -28,6 +28,7 @@ from bot.core.events import (
 from bot.library import Library
 from bot.prompts import LoadedSet, Prompt
 from bot.storage.models import CLAIMED, POSTING, Response, RotationEntry, Round
+from bot.storage.privacy import replace_round_key
 from bot.storage.store import ChannelBusy, Store
 
 log = logging.getLogger(__name__)
@@ -451,8 +452,6 @@ class RoundService:
         If the sealed key cannot be opened (the key file was lost), the round gets a new
         key: new anonymous answers still work; earlier ones can no longer be updated or
         withdrawn by their authors (docs/privacy.md)."""
-        from bot.storage.privacy import replace_round_key
-
         if round_.anon_key is not None:
             try:
                 return self.keyring.open(round_.id, round_.anon_key)
