@@ -124,3 +124,24 @@ async def test_discord_at_debug_logs_no_anonymous_answer_next_to_its_author(
         )
     finally:
         await bot.stop()
+
+
+async def test_a_database_error_in_the_log_carries_no_answer_text(sqlite_url):
+    """SQLAlchemy puts statement parameters into its error messages unless told not to;
+    a traceback logged at ERROR would then hold answer texts and author ids."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from bot.storage.store import Store
+
+    store = await Store.open(sqlite_url)
+    try:
+        with pytest.raises(IntegrityError) as err:
+            async with store.engine.begin() as conn:
+                await conn.execute(
+                    text("INSERT INTO processed_events (key, seen_at) VALUES (:k, NULL)"),
+                    {"k": "an anonymous confession"},
+                )
+        assert "an anonymous confession" not in str(err.value)
+    finally:
+        await store.close()
