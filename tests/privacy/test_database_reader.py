@@ -283,3 +283,22 @@ def test_run_refuses_to_start_with_a_malformed_secret_in_one_line(tmp_path):
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Refusing to start: ROUNDTABLE_SECRET:") and "not-a-secret" not in line
     assert not (tmp_path / "x.db").exists()  # nothing touched
+
+
+def test_processes_starting_together_agree_on_one_key_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rt.db'}"
+    with ThreadPoolExecutor(8) as pool:
+        keyrings = list(pool.map(lambda _: load_keyring(url, {}), range(8)))
+    sealed = keyrings[0].seal(1, b"s" * 32)
+    assert all(k.open(1, sealed) == b"s" * 32 for k in keyrings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rt.key"]  # no temp files left
+
+
+def test_a_key_file_readable_by_others_is_warned_about(tmp_path, caplog):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rt.db'}"
+    load_keyring(url, {})
+    (tmp_path / "rt.key").chmod(0o644)
+    load_keyring(url, {})
+    assert "readable by other users" in caplog.text and "chmod 600" in caplog.text
