@@ -21,6 +21,7 @@ from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
 from bot.core.rounds import RoundService
 from bot.library import LibraryHolder, load_library
+from bot.privacy import check_server_secret
 from bot.reload import Reloader
 from bot.storage.store import Store
 
@@ -56,6 +57,7 @@ async def build_runtime(
     keyring = load_keyring(url)  # raises SecretProblem (one line) before touching the database
     store = await Store.open(url)
     clock = clock or SystemClock()
+    await check_server_secret(store, keyring, clock.now())  # logs loudly on a mismatch
     service = RoundService(store, library, clock, keyring=keyring)
     reloader = Reloader(library, config_path)
     dispatcher = Dispatcher(Handlers(service, reload=reloader.reload), service)

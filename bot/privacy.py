@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from bot.config import Config
 from bot.core import render
-from bot.core.anonymity import KeyUnavailable
+from bot.core.anonymity import Keyring, KeyUnavailable
 from bot.core.events import Actor, Summary
 from bot.storage import privacy as db
 from bot.storage.models import CLOSED, PurgeLog, Round
@@ -241,3 +241,29 @@ def export_text(found: list[tuple[Round, Summary]], fmt: Format) -> str:
     for round_, summary in found:
         writer.writerows(_rows(round_, summary))
     return out.getvalue()
+
+
+# ---- the server secret ----------------------------------------------------------------------
+
+SECRET_CHECK = "anonymity:secret-check"
+
+
+async def check_server_secret(store: Store, keyring: Keyring, now: datetime) -> bool:
+    """Compare this process's server secret with the one the database was last used with
+    (a check value: an HMAC of a constant, which reveals nothing about the secret).
+
+    A mismatch means another process or an earlier start used a different secret (a lost
+    key file, or processes on one PostgreSQL database with separate key files): say so
+    loudly, since open rounds' anonymous answers can then no longer be updated."""
+    mine = keyring.check_value()
+    stored = await store.setdefault_value(SECRET_CHECK, mine, now)
+    if stored == mine:
+        return True
+    log.error(
+        "this database was last used with a different server secret than this process has "
+        "(%s): anonymous answers in open rounds can no longer be updated or withdrawn. "
+        "Every process must use the same ROUNDTABLE_SECRET or key file; see docs/privacy.md",
+        keyring.origin,
+    )
+    await store.set_value(SECRET_CHECK, mine, now)
+    return False

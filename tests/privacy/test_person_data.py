@@ -423,3 +423,25 @@ async def test_migration_keeps_every_answer_seals_open_keys_and_erases_closed_ps
         assert "Removed your 1 answer" in await chat.say("/discuss withdraw", who="bob")
     finally:
         await chat.store.close()
+
+
+async def test_a_different_server_secret_is_reported_at_start(
+    tmp_path, sqlite_url, monkeypatch, caplog
+):
+    from bot.app import build_runtime
+
+    config = write_library(tmp_path)
+    runtime = await build_runtime(config, database=sqlite_url)
+    await runtime.close()
+    runtime = await build_runtime(config, database=sqlite_url)  # same secret: quiet
+    await runtime.close()
+    assert "different server secret" not in caplog.text
+    monkeypatch.setenv("ROUNDTABLE_KEY_FILE", str(tmp_path / "elsewhere.key"))
+    runtime = await build_runtime(config, database=sqlite_url)
+    await runtime.close()
+    assert caplog.text.count("different server secret") == 1
+    assert str(tmp_path / "elsewhere.key") in caplog.text  # where this secret came from
+    async with runtime.store.engine.connect() as conn:
+        dumped = repr((await conn.execute(text("SELECT * FROM app_state"))).all())
+    secret = (tmp_path / "elsewhere.key").read_text().strip()
+    assert secret not in dumped
