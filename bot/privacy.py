@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -196,9 +197,12 @@ def export_text(found: list[tuple[Round, Summary]], fmt: Format) -> str:
         parts = []
         for round_, summary in found:
             when = (round_.posted_at or round_.created_at).astimezone(UTC)
+            body = render.summary_text(summary)
+            # a fence longer than any run of backticks in the answers, so none can close it
+            fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", body)), default=0))
             parts.append(
                 f"## {summary.title}\n\n{round_.channel} · round {round_.id} · "
-                f"{when:%Y-%m-%d}\n\n```\n{render.summary_text(summary)}\n```\n"
+                f"{when:%Y-%m-%d}\n\n{fence}\n{body}\n{fence}\n"
             )
         return "\n".join(parts) if parts else "No closed rounds match.\n"
     if fmt == "json":

@@ -235,7 +235,7 @@ async def test_export_matches_the_digest_including_pooling(both):
     await chat.say("/discuss now")
     await chat.say("/discuss answer 1 named about alpha", who="bob")
     await chat.say("/discuss answer --anonymous 1 lonely secret", who="carol")
-    await chat.say("/discuss answer --anonymous 2 second secret", who="carol")
+    await chat.say("/discuss answer --anonymous 2 second ```` secret", who="carol")
     await chat.say("/discuss close")  # 1 anonymous person < min_anonymous_group 3: pooled
     digest = chat.platform.summaries()[-1]
     assert not digest.show_counts and digest.groups[-1].question == "Shared anonymously"
@@ -245,18 +245,19 @@ async def test_export_matches_the_digest_including_pooling(both):
 
     md = export_text(found, "md")
     assert render.summary_text(digest) in md
+    assert "\n`````\n" in md  # the fence outlasts the backticks in an answer
     data = json.loads(export_text(found, "json"))
     (entry,) = data
     assert entry["respondents"] == 2 and entry["per_question_counts"] is False
     pooled = entry["groups"][-1]
     assert pooled["question_number"] is None and pooled["question"] == "Shared anonymously"
-    assert [a["text"] for a in pooled["answers"]] == ["lonely secret", "second secret"]
+    assert [a["text"] for a in pooled["answers"]] == ["lonely secret", "second ```` secret"]
     assert {a["author"] for a in pooled["answers"]} == {None}
     table = list(csv.DictReader(io.StringIO(export_text(found, "csv"))))
     assert [(r["author"], r["question_number"], r["text"]) for r in table] == [
         ("Bob", "1", "named about alpha"),
         ("", "", "lonely secret"),
-        ("", "", "second secret"),
+        ("", "", "second ```` secret"),
     ]
     everything = md + json.dumps(data) + export_text(found, "csv")
     assert "carol" not in everything.lower()
