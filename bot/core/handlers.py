@@ -224,7 +224,9 @@ class Handlers:
     async def cmd_withdraw(self, event: CommandInvoked, _: Command) -> Outcome:
         round_ = await self.store.open_round_in(event.channel)
         if round_ is None:
-            return Outcome().reply(NO_ROUND)
+            return Outcome().reply(
+                f"{NO_ROUND} To delete your answers in closed rounds, use `/discuss forget-me`."
+            )
         try:
             n = await self.service.withdraw(round_, event.actor)
         except AnonymousLocked as locked:

@@ -78,6 +78,8 @@ async def test_forget_me_deletes_that_persons_rows_and_nobody_elses(both):
     shown = render.summary_text(digest)
     assert "bob in round one" not in shown and "carol in round one" in shown
     assert "deleted 0 answers" in await chat.say("/discuss forget-me confirm", who="bob")
+    await chat.say("/discuss close")
+    assert "/discuss forget-me" in await chat.say("/discuss withdraw", who="carol")
 
 
 def test_admin_cli_forgets_a_person(tmp_path, monkeypatch, capsys):
