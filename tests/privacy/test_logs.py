@@ -145,3 +145,38 @@ async def test_a_database_error_in_the_log_carries_no_answer_text(sqlite_url):
         assert "an anonymous confession" not in str(err.value)
     finally:
         await store.close()
+
+
+def test_the_cli_at_debug_logs_no_anonymous_answer_or_its_author(tmp_path):
+    """``roundtable --log-level DEBUG run`` (console): the whole process's log, database
+    and scheduler included, never shows an anonymous answer or who gave it."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "roundtable.yaml").write_text(
+        f"prompts_dir: {REPO / 'prompts'}\nconsole:\n  user: quentin\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "--log-level",
+            "DEBUG",
+            "--config",
+            str(tmp_path / "config" / "roundtable.yaml"),
+            "run",
+        ],
+        input="/discuss now\n/discuss answer --anonymous my boss scares me\n/discuss close\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "ROUNDTABLE_DATABASE_URL": f"sqlite:///{tmp_path / 'rt.db'}"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "my boss scares me" in result.stdout  # the answer was taken and re-posted
+    assert " DEBUG " in result.stderr  # the log really ran at DEBUG
+    assert tied(result.stderr.splitlines(), ["my boss scares me"], ["quentin"]) == []
