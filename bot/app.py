@@ -18,6 +18,7 @@ from bot.config import Secrets, database_url
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
+from bot.core.ports import Ports
 from bot.core.rounds import RoundService
 from bot.library import LibraryHolder, load_library
 from bot.reload import Reloader
@@ -37,6 +38,14 @@ class Runtime:
     dispatcher: Dispatcher
     secrets: Secrets = field(default_factory=Secrets)
     reloader: Reloader | None = None  # watches prompts/ and the config (bot.reload)
+    _ports: Ports | None = field(default=None, repr=False)
+
+    @property
+    def ports(self) -> Ports:
+        """What adapters get of the core (never the store itself)."""
+        if self._ports is None:
+            self._ports = Ports(self.dispatcher, self.clock, self.library, self.secrets)
+        return self._ports
 
     async def close(self) -> None:
         await self.store.close()

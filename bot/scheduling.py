@@ -37,10 +37,10 @@ from bot.config import Schedule
 from bot.core.clock import Clock
 from bot.core.dispatch import Dispatcher
 from bot.core.events import platform_of
-from bot.core.rounds import POST_LEASE, RoundService, round_key, round_post
+from bot.core.rounds import RoundService
 from bot.library import Library, LibraryHolder
-from bot.plan import Occurrence, occurrences
-from bot.storage.models import MISSED, SKIPPED
+from bot.plan import Occurrence, decide_occurrence, occurrences
+from bot.storage.models import MISSED, SKIPPED, Round
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -86,6 +86,8 @@ class Scheduler:
         self.service = service
         self.store = service.store
         self.dispatcher = dispatcher
+        self.outbox = dispatcher.outbox
+        self.outbox.grace_for = self.grace_for
         self.clock = clock
         self.sweep_every = sweep_every
         self._limit = asyncio.Semaphore(concurrency)
@@ -200,7 +202,7 @@ class Scheduler:
             report = TickReport()
             await self._close_due(now, report)
             await self._remind_due(now, report)
-            await self._recover(now, report)
+            await self._deliver_due(now, report)
             library = self.library.current
             pairs = [(s, ch) for s in library.config.schedules for ch in s.channels]
             await asyncio.gather(
@@ -281,75 +283,62 @@ class Scheduler:
     ) -> None:
         if await self.store.occurrence_exists(schedule.name, channel, occ.key):
             return  # decided already (here, earlier, or by another process)
-        why = schedule.skip_reason(occ.local.date())
-        consume = False
-        if why is None:
-            state = await self.store.channel_state(channel)
-            if state is not None and state.paused:
-                why = "paused"
-            elif state is not None and state.skips_pending > 0:
-                why, consume = "/discuss skip", True
-        if why is not None:
+        state = await self.store.channel_state(channel)
+        nxt = await self.service.next_prompt(channel, schedule)
+        decision = decide_occurrence(
+            schedule,
+            occ.local.date(),
+            paused=bool(state and state.paused),
+            skips_pending=state.skips_pending if state else 0,
+            has_prompt=nxt is not None,
+        )
+        if not decision.post:
+            why = decision.reason or "skipped"
             if await self.service.record_unposted(
-                schedule, channel, occ.key, occ.at, SKIPPED, why, consume_skip=consume
+                schedule, channel, occ.key, occ.at, SKIPPED, why, consume_skip=decision.consume_skip
             ):
                 report.skipped.append((channel, occ.key, why))
                 log.info("%s in %s at %s skipped (%s)", schedule.name, channel, occ.key, why)
             return
-        if why is None and await self.service.next_prompt(channel, schedule) is None:
-            why = "no unused prompt left (when_exhausted: stop)"
-        if why is not None:
-            if await self.service.record_unposted(schedule, channel, occ.key, occ.at, SKIPPED, why):
-                report.skipped.append((channel, occ.key, why))
-            return
         if platform_of(channel) not in self.dispatcher.platforms:
             return  # not connected (yet): leave it unclaimed for a later tick
-        round_, outcome = await self.service.claim_scheduled(schedule, channel, occ.key, occ.at)
+        # the claim, the digest of the round it closes and the round's post: one transaction
+        async with self.store.transaction():
+            round_, outcome = await self.service.claim_scheduled(schedule, channel, occ.key, occ.at)
+            ids = await self.outbox.write(outcome.posts) if round_ is not None else []
         if round_ is None:
             return
         report.opened.append(round_.id)
-        await self.store.start_posting(round_.id, self.clock.now() + POST_LEASE)
-        await self.dispatcher.publish(outcome.posts)
+        await self.outbox.deliver(ids)
 
-    async def _recover(self, now: datetime, report: TickReport) -> None:
-        """Finish rounds whose poster died between claim and post, without doubling them."""
-        library = self.library.current
-        for round_ in await self.store.stale_posting(now):
-            schedule = next(
-                (s for s in library.config.schedules if s.name == round_.schedule_name), None
-            )
-            grace = schedule.catch_up_within if schedule else DEFAULT_GRACE
-            if round_.due_at is not None and now - round_.due_at > grace:
-                if await self.store.give_up(
-                    round_.id, MISSED, "missed: could not be posted in time", now
-                ):
-                    log.error(
-                        "round %s in %s could not be posted in time", round_.id, round_.channel
-                    )
-                continue
-            platform = self.dispatcher.platforms.get(platform_of(round_.channel))
-            if platform is None:
-                continue
-            if not await self.store.take_lease(round_.id, now, self.clock.now() + POST_LEASE):
-                continue  # another process took it over
-            found = await platform.find_post(round_.channel, round_key(round_))
-            if found is not None:
-                await self.service.mark_posted(round_.id, found.message_ref, found.thread_ref)
-                log.info("round %s was already posted; recorded it", round_.id)
-            else:
-                await self.dispatcher.publish([round_post(round_)])
-                log.info("round %s posted after recovery", round_.id)
-            report.recovered.append(round_.id)
+    def grace_for(self, round_: Round) -> timedelta:
+        """How long a scheduled round may wait to be posted: its catch-up window."""
+        schedule = self.library.current.config.schedule_named(round_.schedule_name or "")
+        return schedule.catch_up_within if schedule else DEFAULT_GRACE
+
+    async def _deliver_due(self, now: datetime, report: TickReport) -> None:
+        """Pay what is owed: inbox rows left pending, then posts nobody delivered (their
+        sender died, or a transient failure is due for a retry)."""
+        await self.dispatcher.inbox.process_due(now)
+        delivery = await self.outbox.deliver_due(now)
+        report.recovered.extend(delivery.rounds)
 
     async def _remind_due(self, now: datetime, report: TickReport) -> None:
         for round_ in await self.store.due_reminders(now):
-            if await self.store.claim_reminder(round_.id, now):
-                await self.dispatcher.publish([await self.service.reminder(round_)])
-                report.reminded.append(round_.id)
+            async with self.store.transaction():
+                if not await self.store.claim_reminder(round_.id, now):
+                    continue
+                ids = await self.outbox.write([await self.service.reminder(round_)])
+            await self.outbox.deliver(ids)
+            report.reminded.append(round_.id)
 
     async def _close_due(self, now: datetime, report: TickReport) -> None:
         for round_ in await self.store.due_closes(now):
-            outcome = await self.service.close_round(round_)
-            if outcome.posts:
-                await self.dispatcher.publish(outcome.posts)
+            async with self.store.transaction():
+                outcome = await self.service.close_round(
+                    round_, why="missed: its closing time came before it was posted"
+                )
+                ids = await self.outbox.write(outcome.posts)
+            if ids:
+                await self.outbox.deliver(ids)
                 report.closed.append(round_.id)
