@@ -237,6 +237,12 @@ class Store:
                 select(Round).where(Round.channel == channel, Round.status.in_(OPEN_STATUSES))
             )
 
+    async def latest_round(self, channel: str) -> Round | None:
+        async with self.session() as s:
+            return await s.scalar(
+                select(Round).where(Round.channel == channel).order_by(Round.id.desc()).limit(1)
+            )
+
     async def round_by_message(self, channel: str, message_ref: str) -> Round | None:
         async with self.session() as s:
             return await s.scalar(
