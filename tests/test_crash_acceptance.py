@@ -90,7 +90,8 @@ class BotProcess:
         )
         for var in ("SLACK_APP_TOKEN", "DISCORD_BOT_TOKEN"):
             env.pop(var, None)
-        with open(self.log, "a") as log:
+        log = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -104,6 +105,8 @@ class BotProcess:
                 stdout=log,
                 stderr=log,
             )
+        finally:
+            os.close(log)
         async with asyncio.timeout(60):
             while True:
                 assert self.proc.returncode is None, self.log.read_text()
@@ -168,11 +171,13 @@ def rounds_posted(fake: FakeSlack, round_key: str) -> list[dict]:
     ]
 
 
-async def eventually(check, timeout: float = 60.0):
-    async with asyncio.timeout(timeout):
-        while not (result := await check()):
-            await asyncio.sleep(0.1)
-        return result
+async def eventually(check):
+    """Poll another process's progress (it runs on its own timers); bounded."""
+    for _ in range(600):
+        if result := await check():
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError("the restarted bot never got there")
 
 
 async def open_round(bot: BotProcess, key: str) -> str:
@@ -235,6 +240,16 @@ async def test_sigkill_during_a_burst_loses_no_acknowledged_answer(bot, fake):
 async def test_sigkill_while_a_round_post_is_in_flight_posts_it_once(bot, fake):
     await bot.start()
     first_ts = await open_round(bot, "rt-1")
+    store = await Store.open(bot.database)
+    try:  # recorded as posted (the post landing is not enough: the bot must hear back)
+
+        async def first_posted():
+            round_ = await store.get_round(1)
+            return round_ is not None and round_.status == "posted"
+
+        await eventually(first_posted)
+    finally:
+        await store.close()
     assert await bot.command("answer 1 before the crash", user="UBOB") == 200
     # Slack takes the next round's post, but the answer never reaches the bot
     gate = fake.hold(
