@@ -40,7 +40,7 @@ from bot.core.events import platform_of
 from bot.core.rounds import RoundService
 from bot.library import Library, LibraryHolder
 from bot.plan import Occurrence, decide_occurrence, occurrences
-from bot.storage.models import MISSED, SKIPPED, Round
+from bot.storage.models import MISSED, SKIPPED, ChannelState, Round
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(hours=6)  # recovery window for rounds opened by hand
 MAX_MISSED_RECORDED = 100  # after a very long outage, older occurrences are only counted
+PRUNE_EVERY = timedelta(hours=1)
+KEEP_DELIVERED = timedelta(days=7)  # inbox/outbox/dedup rows: well past any redelivery
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task] = set()
         self._stopping = False
+        self._pruned_at: datetime | None = None
         library.subscribe(self._on_reload)
 
     @classmethod
@@ -203,11 +206,25 @@ class Scheduler:
             await self._close_due(now, report)
             await self._remind_due(now, report)
             await self._deliver_due(now, report)
+            await self._prune(now)
             library = self.library.current
             pairs = [(s, ch) for s in library.config.schedules for ch in s.channels]
-            await asyncio.gather(
-                *(self._guarded(self._due_in(library, s, ch, now, report), ch) for s, ch in pairs)
-            )
+            lower = await self._lower_bounds(pairs, now)
+            # one occurrence across all its channels is claimed in one transaction
+            fires: dict[tuple[str, str], tuple[Schedule, Occurrence, list[str]]] = {}
+            for schedule, channel in pairs:
+                try:
+                    occ = await self._due_in(
+                        library, schedule, channel, lower[(schedule.name, channel)], now, report
+                    )
+                except Exception:
+                    log.exception("scheduled work for %s failed", channel)
+                    continue
+                if occ is not None:
+                    group = fires.setdefault((schedule.name, occ.key), (schedule, occ, []))
+                    group[2].append(channel)
+            for schedule, occ, channels in fires.values():
+                await self._fire_group(schedule, occ, channels, now, report)
             return report
 
     async def fire(
@@ -216,40 +233,55 @@ class Scheduler:
         """Fire one occurrence in all the schedule's channels (as its cron job would)."""
         now = now or self.clock.now()
         report = TickReport()
-        await asyncio.gather(
-            *(
-                self._guarded(self._fire_one(schedule, ch, occurrence, now, report), ch)
-                for ch in schedule.channels
-            )
-        )
+        await self._fire_group(schedule, occurrence, list(schedule.channels), now, report)
         return report
 
-    async def _guarded(self, work, channel: str) -> None:
-        """Bounded concurrency; one channel's failure never stops the others."""
-        async with self._limit:
-            try:
-                await work
-            except Exception:
-                log.exception("scheduled work for %s failed", channel)
+    async def _lower_bounds(
+        self, pairs: list[tuple[Schedule, str]], now: datetime
+    ) -> dict[tuple[str, str], datetime]:
+        """Per (schedule, channel): the instant after which occurrences are still to be
+        decided. Two reads for all pairs; a write only the first time a pair is seen."""
+        since = await self.store.values_with_prefix("schedule-since:")
+        lasts = await self.store.last_dues()
+        out: dict[tuple[str, str], datetime] = {}
+        for schedule, channel in pairs:
+            key = _since_key(schedule.name, channel)
+            if key not in since:
+                since[key] = await self.store.setdefault_value(
+                    key, (now - schedule.catch_up_within).isoformat(), now
+                )
+            lower = datetime.fromisoformat(since[key])
+            last = lasts.get((schedule.name, channel))
+            out[(schedule.name, channel)] = last if last is not None and last > lower else lower
+        return out
+
+    async def _prune(self, now: datetime) -> None:
+        """Drop inbox, outbox and dedup rows older than the redelivery window (hourly)."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        n = await self.store.prune(now - KEEP_DELIVERED)
+        if n:
+            log.info("pruned %d delivered or processed rows", n)
 
     async def _due_in(
-        self, library: Library, schedule: Schedule, channel: str, now: datetime, report: TickReport
-    ) -> None:
+        self,
+        library: Library,
+        schedule: Schedule,
+        channel: str,
+        lower: datetime,
+        now: datetime,
+        report: TickReport,
+    ) -> Occurrence | None:
+        """Record what was missed; return the occurrence to fire now, if any."""
         zone = library.config.zone_of(schedule)
-        since_text = await self.store.setdefault_value(
-            _since_key(schedule.name, channel), (now - schedule.catch_up_within).isoformat(), now
-        )
-        lower = datetime.fromisoformat(since_text)
-        last = await self.store.last_due(schedule.name, channel)
-        if last is not None and last > lower:
-            lower = last
         due: deque[Occurrence] = deque(maxlen=MAX_MISSED_RECORDED + 1)
         total = 0
         for occ in occurrences(schedule, zone, lower, now):
             due.append(occ)
             total += 1
         if not due:
-            return
+            return None
         if total > len(due):
             log.warning(
                 "%s in %s: %d older occurrences were missed and are not recorded one by one",
@@ -262,8 +294,8 @@ class Scheduler:
             await self._record_missed(schedule, channel, occ, now, report)
         if now - newest.at > schedule.catch_up_within:
             await self._record_missed(schedule, channel, newest, now, report)
-            return
-        await self._fire_one(schedule, channel, newest, now, report)
+            return None
+        return newest
 
     async def _record_missed(
         self, schedule: Schedule, channel: str, occ: Occurrence, now: datetime, report: TickReport
@@ -278,12 +310,41 @@ class Scheduler:
             report.missed.append((channel, occ.key))
             log.warning("%s in %s at %s was %s", schedule.name, channel, occ.key, reason)
 
-    async def _fire_one(
-        self, schedule: Schedule, channel: str, occ: Occurrence, now: datetime, report: TickReport
+    async def _fire_group(
+        self,
+        schedule: Schedule,
+        occ: Occurrence,
+        channels: list[str],
+        now: datetime,
+        report: TickReport,
     ) -> None:
-        if await self.store.occurrence_exists(schedule.name, channel, occ.key):
-            return  # decided already (here, earlier, or by another process)
-        state = await self.store.channel_state(channel)
+        """Decide and claim one occurrence in all its channels in one transaction (each
+        channel in its own savepoint, so one channel's failure never stops the others),
+        then deliver the posts: digests of the rounds this closed, and the new rounds."""
+        ids: list[int] = []
+        async with self.store.transaction() as session:
+            taken = await self.store.occurrences_taken(schedule.name, occ.key, channels)
+            states = await self.store.channel_states(channels)
+            for channel in channels:
+                if channel in taken:
+                    continue  # decided already (here, earlier, or by another process)
+                try:
+                    async with session.begin_nested():
+                        ids += await self._decide(schedule, channel, occ, states, report)
+                except Exception:
+                    log.exception("scheduled work for %s failed", channel)
+        if ids:
+            await self.outbox.deliver(ids)
+
+    async def _decide(
+        self,
+        schedule: Schedule,
+        channel: str,
+        occ: Occurrence,
+        states: dict[str, ChannelState],
+        report: TickReport,
+    ) -> list[int]:
+        state = states.get(channel)
         nxt = await self.service.next_prompt(channel, schedule)
         decision = decide_occurrence(
             schedule,
@@ -299,17 +360,14 @@ class Scheduler:
             ):
                 report.skipped.append((channel, occ.key, why))
                 log.info("%s in %s at %s skipped (%s)", schedule.name, channel, occ.key, why)
-            return
+            return []
         if platform_of(channel) not in self.dispatcher.platforms:
-            return  # not connected (yet): leave it unclaimed for a later tick
-        # the claim, the digest of the round it closes and the round's post: one transaction
-        async with self.store.transaction():
-            round_, outcome = await self.service.claim_scheduled(schedule, channel, occ.key, occ.at)
-            ids = await self.outbox.write(outcome.posts) if round_ is not None else []
+            return []  # not connected (yet): leave it unclaimed for a later tick
+        round_, outcome = await self.service.claim_scheduled(schedule, channel, occ.key, occ.at)
         if round_ is None:
-            return
+            return []
         report.opened.append(round_.id)
-        await self.outbox.deliver(ids)
+        return await self.outbox.write(outcome.posts)
 
     def grace_for(self, round_: Round) -> timedelta:
         """How long a scheduled round may wait to be posted: its catch-up window."""

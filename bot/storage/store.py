@@ -342,6 +342,40 @@ class Store:
             )
             return found is not None
 
+    async def occurrences_taken(
+        self, schedule_name: str, occurrence: str, channels: list[str]
+    ) -> set[str]:
+        """The channels where this occurrence is already decided (one query for all)."""
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(Round.channel).where(
+                    Round.schedule_name == schedule_name,
+                    Round.occurrence == occurrence,
+                    Round.channel.in_(channels),
+                )
+            )
+            return set(rows.all())
+
+    async def last_dues(self) -> dict[tuple[str, str], datetime]:
+        """When the newest recorded occurrence was due, per (schedule, channel)."""
+        async with self.session() as s:
+            rows = await s.execute(
+                select(Round.schedule_name, Round.channel, func.max(Round.due_at))
+                .where(Round.schedule_name.is_not(None))
+                .group_by(Round.schedule_name, Round.channel)
+            )
+            return {(name, channel): due for name, channel, due in rows.all() if due is not None}
+
+    async def channel_states(self, channels: list[str]) -> dict[str, ChannelState]:
+        async with self.session() as s:
+            rows = await s.scalars(select(ChannelState).where(ChannelState.channel.in_(channels)))
+            return {row.channel: row for row in rows.all()}
+
+    async def values_with_prefix(self, prefix: str) -> dict[str, str]:
+        async with self.session() as s:
+            rows = await s.scalars(select(AppState).where(AppState.key.startswith(prefix)))
+            return {row.key: row.value for row in rows.all()}
+
     async def last_due(self, schedule_name: str, channel: str) -> datetime | None:
         """When the newest recorded occurrence of a schedule in a channel was due."""
         async with self.session() as s:
