@@ -39,8 +39,8 @@ from bot.core.dispatch import Dispatcher
 from bot.core.events import platform_of
 from bot.core.rounds import RoundService
 from bot.library import Library, LibraryHolder
-from bot.plan import Occurrence, decide_occurrence, occurrences
-from bot.storage.models import MISSED, SKIPPED, ChannelState, Round
+from bot.plan import NextPrompt, Occurrence, decide_occurrence, occurrences, pick_next
+from bot.storage.models import MISSED, SKIPPED, Round
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -318,56 +318,70 @@ class Scheduler:
         now: datetime,
         report: TickReport,
     ) -> None:
-        """Decide and claim one occurrence in all its channels in one transaction (each
-        channel in its own savepoint, so one channel's failure never stops the others),
-        then deliver the posts: digests of the rounds this closed, and the new rounds."""
+        """Decide and claim one occurrence in all its channels in one transaction (a few
+        statements for all of them), then deliver the posts: digests of the rounds this
+        closed, and the new rounds."""
         ids: list[int] = []
-        async with self.store.transaction() as session:
-            taken = await self.store.occurrences_taken(schedule.name, occ.key, channels)
-            states = await self.store.channel_states(channels)
-            for channel in channels:
-                if channel in taken:
-                    continue  # decided already (here, earlier, or by another process)
-                try:
-                    async with session.begin_nested():
-                        ids += await self._decide(schedule, channel, occ, states, report)
-                except Exception:
-                    log.exception("scheduled work for %s failed", channel)
+        library = self.library.current
+        loaded = library.prompt_sets.get(schedule.prompt_set)
+        try:
+            async with self.store.transaction() as session:
+                await self.store.lock_occurrence(schedule.name, occ.key)
+                taken = await self.store.occurrences_taken(schedule.name, occ.key, channels)
+                todo = [ch for ch in channels if ch not in taken]
+                if not todo:
+                    return  # decided already (here, earlier, or by another process)
+                states = await self.store.channel_states(todo)
+                rotations = await self.store.rotations(todo, loaded.id) if loaded else {}
+                picks: dict[str, NextPrompt] = {}
+                for channel in todo:
+                    nxt = None
+                    if loaded is not None:
+                        cycle, used = rotations.get(channel, (0, set()))
+                        nxt = pick_next(loaded, channel, schedule, cycle, used)
+                    state = states.get(channel)
+                    decision = decide_occurrence(
+                        schedule,
+                        occ.local.date(),
+                        paused=bool(state and state.paused),
+                        skips_pending=state.skips_pending if state else 0,
+                        has_prompt=nxt is not None,
+                    )
+                    if not decision.post:
+                        why = decision.reason or "skipped"
+                        async with session.begin_nested():
+                            if await self.service.record_unposted(
+                                schedule,
+                                channel,
+                                occ.key,
+                                occ.at,
+                                SKIPPED,
+                                why,
+                                consume_skip=decision.consume_skip,
+                            ):
+                                report.skipped.append((channel, occ.key, why))
+                                log.info(
+                                    "%s in %s at %s skipped (%s)",
+                                    schedule.name,
+                                    channel,
+                                    occ.key,
+                                    why,
+                                )
+                    elif nxt is not None and platform_of(channel) in self.dispatcher.platforms:
+                        picks[channel] = nxt  # (not connected yet: left for a later tick)
+                if picks:
+                    claimed, outcome = await self.service.claim_many(
+                        schedule, occ.key, occ.at, picks
+                    )
+                    report.opened.extend(r.id for r in claimed)
+                    ids = await self.outbox.write(outcome.posts)
+        except Exception:
+            log.exception(
+                "firing %s at %s failed; the next sweep tries again", schedule.name, occ.key
+            )
+            return
         if ids:
             await self.outbox.deliver(ids)
-
-    async def _decide(
-        self,
-        schedule: Schedule,
-        channel: str,
-        occ: Occurrence,
-        states: dict[str, ChannelState],
-        report: TickReport,
-    ) -> list[int]:
-        state = states.get(channel)
-        nxt = await self.service.next_prompt(channel, schedule)
-        decision = decide_occurrence(
-            schedule,
-            occ.local.date(),
-            paused=bool(state and state.paused),
-            skips_pending=state.skips_pending if state else 0,
-            has_prompt=nxt is not None,
-        )
-        if not decision.post:
-            why = decision.reason or "skipped"
-            if await self.service.record_unposted(
-                schedule, channel, occ.key, occ.at, SKIPPED, why, consume_skip=decision.consume_skip
-            ):
-                report.skipped.append((channel, occ.key, why))
-                log.info("%s in %s at %s skipped (%s)", schedule.name, channel, occ.key, why)
-            return []
-        if platform_of(channel) not in self.dispatcher.platforms:
-            return []  # not connected (yet): leave it unclaimed for a later tick
-        round_, outcome = await self.service.claim_scheduled(schedule, channel, occ.key, occ.at)
-        if round_ is None:
-            return []
-        report.opened.append(round_.id)
-        return await self.outbox.write(outcome.posts)
 
     def grace_for(self, round_: Round) -> timedelta:
         """How long a scheduled round may wait to be posted: its catch-up window."""

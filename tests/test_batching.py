@@ -42,8 +42,11 @@ async def test_one_occurrence_in_five_channels_is_claimed_in_one_transaction(tmp
             t for t in recorder.transactions if any(s.startswith("INSERT INTO rounds") for s in t)
         ]
         assert len(claims) == 1
-        assert sum(s.startswith("INSERT INTO rounds") for s in claims[0]) == 5
-        assert sum(s.startswith("INSERT INTO outbox") for s in claims[0]) == 5
+        # a few statements for all five channels, not a few per channel
+        assert sum(s.startswith("INSERT INTO rounds") for s in claims[0]) == 1
+        assert sum(s.startswith("INSERT INTO outbox") for s in claims[0]) == 1
+        assert len(claims[0]) < 15
+        assert len(await chat.store.rounds()) == 5
     finally:
         await chat.store.close()
 

@@ -75,6 +75,12 @@ class Lifecycle:
         """claimed/posting → posted, recording where the post landed."""
         await self.store.mark_posted(round_id, message_ref, thread_ref, now)
 
+    async def posted_many(self, posted: dict, now: datetime) -> None:
+        """``posted`` for many rounds at once ({round id: Posted})."""
+        await self.store.mark_posted_many(
+            {rid: (p.message_ref, p.thread_ref) for rid, p in posted.items()}, now
+        )
+
     async def refused(self, round_: Round, reason: str, now: datetime) -> bool:
         """The platform refused for good: → failed, with the reason (never retried)."""
         if await self.store.fail_round(round_.id, FAILED, reason, now):

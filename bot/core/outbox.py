@@ -73,6 +73,10 @@ class Delivery:
 
     failures: list[tuple[str, str]] = field(default_factory=list)  # (channel, why)
     rounds: list[int] = field(default_factory=list)  # round posts delivered or found
+    # recorded together after the pass (one transaction, not one per post): a crash
+    # before that is safe, the rows are re-delivered and the keys find the posts
+    sent: list[int] = field(default_factory=list)
+    posted: dict[int, Posted] = field(default_factory=dict)  # round id → where it landed
 
 
 def post_key(post: ChannelPost) -> str:
@@ -171,20 +175,35 @@ class Outbox:
         for row in rows:
             by_channel[row.channel].append(row)
         delivery = Delivery()
+        # the rounds these rows belong to, in one query (not one per row)
+        rounds = await self.store.rounds_by_id({r.round_id for r in rows if r.round_id})
 
         async def channel_rows(items: list[OutboxEntry]) -> None:
             async with self._limit:
                 for row in items:
                     try:
-                        await self._one(row, recovering, delivery)
+                        await self._one(row, rounds.get(row.round_id or 0), recovering, delivery)
                     except Exception:  # a bug in one row must not stop the others
                         log.exception("delivering outbox row %s failed", row.id)
                         delivery.failures.append((row.channel, "internal error"))
 
         await asyncio.gather(*(channel_rows(items) for items in by_channel.values()))
+        await self._record(delivery)
         return delivery
 
-    async def _one(self, row: OutboxEntry, recovering: bool, delivery: Delivery) -> None:
+    async def _record(self, delivery: Delivery) -> None:
+        """Rounds posted and rows sent in this pass, in one transaction (rounds first:
+        lock order)."""
+        if not delivery.sent:
+            return
+        now = self.clock.now()
+        async with self.store.transaction():
+            await self.lifecycle.posted_many(delivery.posted, now)
+            await self.store.outbox_sent_many(delivery.sent, now)
+
+    async def _one(
+        self, row: OutboxEntry, round_: Round | None, recovering: bool, delivery: Delivery
+    ) -> None:
         post = decode_post(row.payload)
         now = self.clock.now()
         platform = self.platforms.get(platform_of(row.channel))
@@ -195,7 +214,6 @@ class Outbox:
             )
             delivery.failures.append((row.channel, "that platform is not connected"))
             return
-        round_ = await self.store.get_round(row.round_id) if row.round_id else None
         if isinstance(post, RoundPost):
             if round_ is None or round_.status not in WAITING_TO_POST:
                 await self.store.outbox_give_up(row.id, "the round is no longer waiting to post")
@@ -208,10 +226,13 @@ class Outbox:
             if recovering or row.attempts:
                 found = await platform.find_post(row.channel, post.round_key)
                 if found is not None:
-                    await self._sent(row, post, found)
+                    self._sent(delivery, row, post, found)
                     log.info("round %s was already posted; recorded it", round_.id)
                     delivery.rounds.append(round_.id)
                     return
+        elif round_ is not None and round_.id in delivery.posted:  # posted in this pass
+            landed = delivery.posted[round_.id]
+            post = replace(post, thread_ref=landed.thread_ref or landed.message_ref)
         elif round_ is not None:
             if round_.status in (FAILED, MISSED, SKIPPED):
                 await self.store.outbox_give_up(row.id, f"the round {round_.status}")
@@ -223,6 +244,15 @@ class Outbox:
                 )
                 return
             post = replace(post, thread_ref=round_.thread_ref or round_.message_ref)
+        if not isinstance(post, RoundPost) and (recovering or row.attempts):
+            # tried before (its sender died, or a failure after it may have landed):
+            # ask the platform for the key before posting again
+            find = getattr(platform, "find_message", None)
+            thread = getattr(post, "thread_ref", None)
+            if find is not None and await find(row.channel, row.key, thread):
+                log.info("a post in %s had landed already; not posting it again", row.channel)
+                self._sent(delivery, row, post, None)
+                return
         try:
             posted = await platform.post(post)
         except PostFailed as exc:
@@ -240,18 +270,17 @@ class Outbox:
             await self._retry(row, exc, now)
             delivery.failures.append((row.channel, type(exc).__name__))
             return
-        await self._sent(row, post, posted)
+        self._sent(delivery, row, post, posted)
         if isinstance(post, RoundPost):
             delivery.rounds.append(post.round_id)
 
-    async def _sent(self, row: OutboxEntry, post: ChannelPost, posted: Posted | None) -> None:
-        now = self.clock.now()
-        async with self.store.transaction():  # rounds before outbox rows: lock order
-            if isinstance(post, RoundPost) and posted is not None:
-                await self.lifecycle.posted(
-                    post.round_id, posted.message_ref, posted.thread_ref, now
-                )
-            await self.store.outbox_sent(row.id, now)
+    @staticmethod
+    def _sent(
+        delivery: Delivery, row: OutboxEntry, post: ChannelPost, posted: Posted | None
+    ) -> None:
+        delivery.sent.append(row.id)
+        if isinstance(post, RoundPost) and posted is not None:
+            delivery.posted[post.round_id] = posted
 
     async def _retry(self, row: OutboxEntry, exc: Exception, now: datetime) -> None:
         attempts = row.attempts + 1

@@ -223,6 +223,51 @@ class RoundService:
         self._note_running_out(channel, nxt, schedule)
         return round_, outcome
 
+    async def claim_many(
+        self,
+        schedule: Schedule,
+        occurrence: str,
+        due_at: datetime,
+        picks: dict[str, NextPrompt],
+    ) -> tuple[list[Round], Outcome]:
+        """Claim one occurrence in many channels at once (the prompt per channel already
+        picked): a handful of statements for all of them, in the caller's transaction.
+        The outcome holds the digests of the rounds this closed, then the new posts."""
+        now = self.clock.now()
+        news, entries = [], []
+        for channel, nxt in picks.items():
+            news.append(
+                self._new_round(
+                    channel,
+                    nxt.prompt_set.id,
+                    nxt.prompt,
+                    schedule,
+                    occurrence,
+                    due_at,
+                    CLAIMED,
+                    now,
+                )
+            )
+            entries.append(
+                RotationEntry(
+                    channel=channel,
+                    prompt_set=nxt.prompt_set.id,
+                    cycle=nxt.cycle,
+                    prompt_id=nxt.prompt.id,
+                    used_at=now,
+                )
+            )
+        claimed, closed = await self.store.claim_many(news, entries, now)
+        outcome = Outcome()
+        answers = await self.store.responses_of([r.id for r in closed])
+        for old in closed:
+            outcome.posts.append(build_summary(old, answers.get(old.id, []), final=True))
+        outcome.posts.extend(round_post(r) for r in claimed)
+        for round_ in claimed:
+            self._note_running_out(round_.channel, picks[round_.channel], schedule)
+        log.info("claimed %s/%s in %d channel(s)", schedule.name, occurrence, len(claimed))
+        return claimed, outcome
+
     def _note_running_out(
         self, channel: str, nxt: NextPrompt, schedule: Schedule | None = None
     ) -> None:

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -223,6 +223,35 @@ class Store:
                 )
             )
 
+    async def mark_posted_many(
+        self, posted: dict[int, tuple[str | None, str | None]], now: datetime
+    ) -> None:
+        """``mark_posted`` for many rounds in one executemany: {round id: (message, thread)}."""
+        if not posted:
+            return
+        table = Round.__table__
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                message_ref=bindparam("b_message"),
+                thread_ref=bindparam("b_thread"),
+                posted_at=now,
+                lease_until=None,
+                # (no IN: an expanding parameter cannot be used with executemany)
+                status=case(
+                    ((table.c.status == CLAIMED) | (table.c.status == POSTING), POSTED),
+                    else_=table.c.status,
+                ),
+            )
+        )
+        params = [
+            {"b_id": rid, "b_message": message, "b_thread": thread or message}
+            for rid, (message, thread) in sorted(posted.items())
+        ]
+        async with self.session() as s:
+            await (await s.connection()).execute(stmt, params)
+
     async def update_round(self, round_id: int, **values: Any) -> None:
         async with self.session() as s:
             await s.execute(update(Round).where(Round.id == round_id).values(**values))
@@ -230,6 +259,16 @@ class Store:
     async def get_round(self, round_id: int) -> Round | None:
         async with self.session() as s:
             return await s.get(Round, round_id)
+
+    async def rounds_by_id(self, ids: Iterable[int]) -> dict[int, Round]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(Round).where(Round.id.in_(ids)).execution_options(populate_existing=True)
+            )
+            return {r.id: r for r in rows.all()}
 
     async def open_round_in(self, channel: str) -> Round | None:
         async with self.session() as s:
@@ -311,6 +350,124 @@ class Store:
         except _Lost:
             return None, []
         return claimed, closed
+
+    async def claim_many(
+        self, news: list[Round], rotation: list[RotationEntry], now: datetime
+    ) -> tuple[list[Round], list[Round]]:
+        """``claim_occurrence`` for many channels in a few statements: close their open
+        rounds (posted → closed, unposted → missed), insert the new rounds (a taken key
+        inserts nothing), mark the prompts used. Returns (claimed, closed-with-digest).
+        Ids come back in no particular order.
+
+        The caller has checked, in this transaction and under ``lock_occurrence``, that
+        the occurrence is not taken in these channels.
+        """
+        if not news:
+            return [], []
+        columns = [c.key for c in Round.__table__.columns if c.key != "id"]
+        async with self.session() as s:
+            channels = [n.channel for n in news]
+            open_rows = list(
+                (
+                    await s.scalars(
+                        select(Round).where(
+                            Round.channel.in_(channels), Round.status.in_(OPEN_STATUSES)
+                        )
+                    )
+                ).all()
+            )
+            posted = [r for r in open_rows if r.status == POSTED]
+            unposted = [r.id for r in open_rows if r.status != POSTED]
+            gone = {"closed_at": now, "anon_key": None, "lease_until": None}
+            if posted:
+                await s.execute(
+                    update(Round)
+                    .where(Round.id.in_([r.id for r in posted]))
+                    .values(status=CLOSED, **gone)
+                    .execution_options(synchronize_session=False)
+                )
+                for r in posted:
+                    r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
+            if unposted:
+                await s.execute(
+                    update(Round)
+                    .where(Round.id.in_(unposted))
+                    .values(status=MISSED, status_reason=REPLACED, **gone)
+                    .execution_options(synchronize_session=False)
+                )
+                await self._cancel_posts(s, unposted, REPLACED)
+            values = [{c: getattr(n, c) for c in columns} for n in news]
+            result = await s.execute(
+                self._insert(Round).on_conflict_do_nothing().returning(Round.id, Round.channel),
+                values,
+            )
+            ids = {channel: round_id for round_id, channel in result.all()}
+            claimed = []
+            for new, row in zip(news, values, strict=True):
+                if new.channel in ids:
+                    round_ = Round(id=ids[new.channel], **row)
+                    claimed.append(round_)
+            used = [
+                {
+                    "channel": e.channel,
+                    "prompt_set": e.prompt_set,
+                    "cycle": e.cycle,
+                    "prompt_id": e.prompt_id,
+                    "used_at": e.used_at,
+                }
+                for e in rotation
+                if e.channel in ids
+            ]
+            if used:
+                await s.execute(self._insert(RotationEntry).on_conflict_do_nothing(), used)
+            return claimed, posted
+
+    async def lock_occurrence(self, schedule_name: str, occurrence: str) -> None:
+        """Serialise claimers of one occurrence for the rest of the transaction (SQLite's
+        BEGIN IMMEDIATE already does; PostgreSQL takes a transaction advisory lock)."""
+        if self.dialect == "postgresql":
+            async with self.session() as s:
+                await s.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"occurrence:{schedule_name}:{occurrence}"},
+                )
+
+    async def rotations(
+        self, channels: list[str], prompt_set: str
+    ) -> dict[str, tuple[int, set[str]]]:
+        """``rotation`` for many channels in one query."""
+        async with self.session() as s:
+            rows = (
+                await s.execute(
+                    select(
+                        RotationEntry.channel, RotationEntry.cycle, RotationEntry.prompt_id
+                    ).where(
+                        RotationEntry.channel.in_(channels),
+                        RotationEntry.prompt_set == prompt_set,
+                    )
+                )
+            ).all()
+        state: dict[str, tuple[int, set[str]]] = {}
+        for channel, cycle, prompt_id in rows:
+            current, used = state.get(channel, (cycle, set()))
+            if cycle > current:
+                current, used = cycle, set()
+            if cycle == current:
+                used.add(prompt_id)
+            state[channel] = (current, used)
+        return state
+
+    async def responses_of(self, round_ids: list[int]) -> dict[int, list[Response]]:
+        if not round_ids:
+            return {}
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(Response).where(Response.round_id.in_(round_ids)).order_by(Response.id)
+            )
+            out: dict[int, list[Response]] = {}
+            for row in rows.all():
+                out.setdefault(row.round_id, []).append(row)
+            return out
 
     async def record_occurrence(self, row: Round, *, consume_skip: bool = False) -> bool:
         """Record an occurrence that posts nothing (skipped, missed), at most once.
@@ -757,21 +914,16 @@ class Store:
     # ---- outbox -------------------------------------------------------------------------
 
     async def outbox_add(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert outbox rows (in the caller's transaction); a known key inserts nothing."""
-        ids: list[int] = []
+        """Insert outbox rows (in the caller's transaction) in one statement; a known key
+        inserts nothing. Returns the new ids."""
+        if not rows:
+            return []
         async with self.session() as s:
-            for values in rows:
-                new_id = (
-                    await s.execute(
-                        self._insert(OutboxEntry)
-                        .values(**values)
-                        .on_conflict_do_nothing()
-                        .returning(OutboxEntry.id)
-                    )
-                ).scalar()
-                if new_id is not None:
-                    ids.append(new_id)
-        return ids
+            result = await s.execute(
+                self._insert(OutboxEntry).on_conflict_do_nothing().returning(OutboxEntry.id),
+                list(rows),
+            )
+            return [row_id for (row_id,) in result.all()]
 
     async def outbox_lease_due(
         self, now: datetime, lease_until: datetime, limit: int = 200
@@ -817,6 +969,14 @@ class Store:
             await s.execute(
                 update(OutboxEntry)
                 .where(OutboxEntry.id == entry_id)
+                .values(status=SENT, sent_at=now, lease_until=None, error=None)
+            )
+
+    async def outbox_sent_many(self, ids: list[int], now: datetime) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id.in_(ids))
                 .values(status=SENT, sent_at=now, lease_until=None, error=None)
             )
 

@@ -431,6 +431,17 @@ class SlackAdapter:
         ts = await self._find_round(_channel_id(channel), round_key)
         return Posted(message_ref=ts) if ts else None
 
+    async def find_message(self, channel: str, key: str, thread_ref: str | None) -> bool:
+        """Did a post with this outbox key land (its metadata carries the key; a digest's
+        chunks carry ``key-0``, ``key-1`` …)? Asked before re-sending after a crash."""
+
+        def matches(message: dict) -> bool:
+            meta = message.get("metadata") or {}
+            found = str((meta.get("event_payload") or {}).get("post_key") or "")
+            return found == key or found.startswith(f"{key}-")
+
+        return bool(await self._search(_channel_id(channel), thread_ref, matches))
+
     async def _send_keyed(
         self,
         channel_id: str,
