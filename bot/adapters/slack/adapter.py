@@ -285,7 +285,7 @@ class SlackAdapter:
                 **payload,
                 response_type="in_channel" if public else "ephemeral",
             )
-        await self._learn_name(body["user_id"])
+        await self._learn_name(body["user_id"], body.get("user_name"))
 
     async def _respond(self, url: str, **payload: Any) -> None:
         """Post to a ``response_url`` with the shared session (bolt's ``respond`` opens a
@@ -347,7 +347,7 @@ class SlackAdapter:
         """Process (answers are committed inside), then confirm to the person ephemerally."""
         for reply in await self.ports.process(ticket):
             await self._ephemeral(channel_id, user_id, reply, thread_ts=thread_ts)
-        await self._learn_name(user_id)
+        await self._learn_name(user_id, getattr(ticket.event, "actor", None))
 
     async def _ephemeral(
         self, channel_id: str, user_id: str, reply: Reply_ | str, *, thread_ts: str | None = None
@@ -372,7 +372,7 @@ class SlackAdapter:
             is_admin=admins.allows(PLATFORM, user_id),
         )
 
-    async def _learn_name(self, user_id: str) -> None:
+    async def _learn_name(self, user_id: str, used: Any = None) -> None:
         """A name for digests without pinging anyone (profile name), fetched once per
         person and process after their first answer is stored, then corrected there."""
         if self._names.get(user_id) is not None:
@@ -387,7 +387,9 @@ class SlackAdapter:
         if not name:
             return
         self._names.put(user_id, name)
-        await self.ports.rename(f"{PLATFORM}:{user_id}", name)
+        used_name = used.display_name if isinstance(used, Actor) else used
+        if name != used_name:  # stored under another name: correct it
+            await self.ports.rename(f"{PLATFORM}:{user_id}", name)
 
     # ---- Platform: posting --------------------------------------------------------------
 
