@@ -71,7 +71,7 @@ async def test_an_answer_that_could_not_be_stored_is_never_confirmed(chat, monke
     async def database_down(*_args, **_kwargs):
         raise OperationalError("INSERT INTO inbox", {}, ConnectionRefusedError())
 
-    monkeypatch.setattr(chat.store, "inbox_add", database_down)
+    monkeypatch.setattr(chat.store, "inbox_add_many", database_down)
     assert await chat.say("my answer", who="bob") == NOT_SAVED
     round_ = await chat.store.open_round_in(chat.channel)
     assert await chat.store.responses(round_.id) == []

@@ -41,6 +41,7 @@ from bot.storage.store import Store
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+BATCH = 200  # inbox rows per group commit
 TRANSIENT_RETRIES = 4  # in-process retries of a transient database error, with backoff
 NOT_SAVED = (
     "Sorry, that was not saved: the bot's database is not responding. Please try again in a moment."
@@ -106,6 +107,8 @@ class Inbox:
         self.outbox = outbox
         self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = {}
+        self._queue: list[tuple[str, dict, asyncio.Future[int | None]]] = []
+        self._flusher: asyncio.Task | None = None
         self._waiting: dict[str, int] = {}
 
     # ---- the port adapters call -----------------------------------------------------------
@@ -117,7 +120,7 @@ class Inbox:
         last: BaseException | None = None
         for attempt in range(2):  # one quick retry: a pooled connection may have gone stale
             try:
-                entry_id = await self.store.inbox_add(key, payload, self.clock.now())
+                entry_id = await self._insert(key, payload)
                 if entry_id is None:
                     log.info("ignored a redelivered event (%s)", key.split(":", 1)[0])
                 return Ticket(entry_id, event)
@@ -129,6 +132,33 @@ class Inbox:
                     await self._sleep(0.05)
         log.error("could not store an incoming event: %s", type(last).__name__)
         raise NotSaved(str(last)) from last
+
+    async def _insert(self, key: str, payload: dict) -> int | None:
+        """Group commit: events that arrive while a commit is under way are stored
+        together in the next one (one transaction and one fsync for all of them)."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((key, payload, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+            try:
+                ids = await self.store.inbox_add_many(
+                    [(key, payload) for key, payload, _ in batch], self.clock.now()
+                )
+            except Exception as exc:  # every caller hears it (and tells its person)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            seen: set[str] = set()
+            for key, _, future in batch:
+                if not future.done():
+                    future.set_result(None if key in seen else ids.get(key))
+                seen.add(key)
 
     async def process(self, ticket: Ticket) -> Replies:
         """Handle an accepted event; returns what to tell the person who acted."""
@@ -172,11 +202,10 @@ class Inbox:
             for attempt in range(TRANSIENT_RETRIES + 1):
                 try:
                     async with self.store.transaction():
-                        if await self.store.inbox_take(entry_id) is None:
-                            return None, []
+                        if not await self.store.inbox_claim(entry_id, self.clock.now()):
+                            return None, []  # done already (a redelivery, another instance)
                         outcome = await self._handle(event)
                         ids = await self.outbox.write(outcome.posts)
-                        await self.store.inbox_done(entry_id, self.clock.now())
                     return outcome, ids
                 except asyncio.CancelledError:
                     raise

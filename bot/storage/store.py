@@ -845,6 +845,42 @@ class Store:
                 )
             ).scalar()
 
+    async def inbox_add_many(
+        self, items: Sequence[tuple[str, dict]], now: datetime
+    ) -> dict[str, int]:
+        """Store several incoming events in one transaction (one commit, one fsync):
+        {key: id} for those that were new; known keys (redeliveries) are left out."""
+        rows = [
+            {
+                "key": key,
+                "payload": payload,
+                "status": PENDING,
+                "attempts": 0,
+                "not_before": now,
+                "created_at": now,
+            }
+            for key, payload in items
+        ]
+        async with self.session() as s:
+            result = await s.execute(
+                self._insert(InboxEntry)
+                .on_conflict_do_nothing()
+                .returning(InboxEntry.id, InboxEntry.key),
+                rows,
+            )
+            return {key: entry_id for entry_id, key in result.all()}
+
+    async def inbox_claim(self, entry_id: int, now: datetime) -> bool:
+        """Mark a pending row done in the current transaction, first thing: it commits
+        (or rolls back) together with the handler's writes. False: done elsewhere."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(InboxEntry)
+                .where(InboxEntry.id == entry_id, InboxEntry.status == PENDING)
+                .values(status=DONE, processed_at=now, error=None)
+            )
+            return result.rowcount == 1
+
     async def inbox_take(self, entry_id: int) -> InboxEntry | None:
         """Lock a pending row for processing in the current transaction (None: done, or
         another instance is processing it right now)."""
