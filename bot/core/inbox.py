@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -109,6 +110,8 @@ class Inbox:
         self._locks: dict[str, asyncio.Lock] = {}
         self._queue: list[tuple[str, dict, asyncio.Future[int | None]]] = []
         self._flusher: asyncio.Task | None = None
+        self._work: list[tuple[int, Incoming, asyncio.Future]] = []
+        self._worker: asyncio.Task | None = None
         self._waiting: dict[str, int] = {}
 
     # ---- the port adapters call -----------------------------------------------------------
@@ -201,12 +204,7 @@ class Inbox:
         async with self._ordered(order_key(event)):
             for attempt in range(TRANSIENT_RETRIES + 1):
                 try:
-                    async with self.store.transaction():
-                        if not await self.store.inbox_claim(entry_id, self.clock.now()):
-                            return None, []  # done already (a redelivery, another instance)
-                        outcome = await self._handle(event)
-                        ids = await self.outbox.write(outcome.posts)
-                    return outcome, ids
+                    return await self._in_batch(entry_id, event)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -215,6 +213,49 @@ class Inbox:
                         continue
                     return await self._failed(entry_id, exc), []
         return None, []  # pragma: no cover (the loop always returns)
+
+    async def _in_batch(self, entry_id: int, event: Incoming) -> tuple[Outcome | None, list[int]]:
+        """Rows ready at the same time are processed in one transaction, each in its own
+        savepoint (one commit and one fsync for all; a failing row rolls back alone)."""
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._work.append((entry_id, event, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._process_batches())
+        return await future
+
+    async def _process_batches(self) -> None:
+        while self._work:
+            batch, self._work = self._work[:BATCH], self._work[BATCH:]
+            results: dict[int, Any] = {}
+            try:
+                async with self.store.transaction() as session:
+                    for entry_id, event, future in batch:
+                        try:
+                            async with session.begin_nested():
+                                now = self.clock.now()
+                                if not await self.store.inbox_claim(entry_id, now):
+                                    results[id(future)] = (None, [])  # done already
+                                    continue
+                                outcome = await self._handle(event)
+                                ids = await self.outbox.write(outcome.posts)
+                            results[id(future)] = (outcome, ids)
+                        except Exception as exc:
+                            if transient(exc):
+                                raise  # the database is away: the whole batch retries
+                            results[id(future)] = exc
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, _, future in batch:
+                if future.done():
+                    continue
+                result = results.get(id(future), (None, []))
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     async def _failed(self, entry_id: int, exc: Exception) -> Outcome:
         now = self.clock.now()
