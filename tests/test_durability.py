@@ -4,6 +4,7 @@ refusals end the round) and the round lifecycle (never posted → no digest)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -11,12 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from bot.core.dispatch import PostFailed
-from bot.core.events import MessagePosted, RoundPost, Summary
+from bot.core.events import MessagePosted, RoundPost, Summary, ThreadPost
 from bot.core.handlers import NO_ROUND
 from bot.core.inbox import MAX_ATTEMPTS, NOT_SAVED
+from bot.core.outbox import LEASE
 from bot.history import format_rows, history
 from bot.storage.models import InboxEntry, OutboxEntry
-from tests.support import make_chat
+from tests.support import make_chat, write_library
 from tests.test_scheduling import BERLIN, FindingPlatform, config, setup, tick_at
 
 FIRE_DAY = (2026, 11, 2, 10)
@@ -178,3 +180,29 @@ async def test_a_digest_that_failed_to_post_is_delivered_once_later(tmp_path, sq
         assert set(statuses) == {"sent"}
     finally:
         await chat.store.close()
+
+
+async def test_two_instances_share_undelivered_posts_and_deliver_each_once(tmp_path, database_url):
+    """Rows whose sender died are taken over by the sweep of whichever instance comes
+    first (FOR UPDATE SKIP LOCKED on PostgreSQL): each is delivered exactly once."""
+    config_path = write_library(tmp_path)
+    first = await make_chat(config_path, database_url)
+    second = await make_chat(config_path, database_url)
+    try:
+        await first.say("/discuss now")
+        round_ = await first.store.open_round_in(first.channel)
+        notices = [
+            ThreadPost(round_.id, first.channel, None, "notice", f"notice {n}") for n in range(40)
+        ]
+        async with first.store.transaction():  # written, then the writer died
+            await first.dispatcher.outbox.write(notices)
+        for chat in (first, second):
+            chat.clock.advance(LEASE * 2)
+        await asyncio.gather(
+            first.dispatcher.outbox.deliver_due(), second.dispatcher.outbox.deliver_due()
+        )
+        texts = [p.text for c in (first, second) for p in c.platform.thread_posts()]
+        assert sorted(texts) == sorted(f"notice {n}" for n in range(40))
+    finally:
+        await first.store.close()
+        await second.store.close()
