@@ -206,3 +206,29 @@ async def test_two_instances_share_undelivered_posts_and_deliver_each_once(tmp_p
     finally:
         await first.store.close()
         await second.store.close()
+
+
+async def test_a_round_replaced_while_its_post_was_in_flight_is_closed_with_a_digest(chat):
+    await chat.say("/discuss now")  # round 1, posted
+    platform = chat.platform
+    landed = asyncio.Event()
+    release = asyncio.Event()
+    post = platform.post
+
+    async def slow_post(message):
+        if isinstance(message, RoundPost) and message.round_id == 2:
+            landed.set()
+            await release.wait()  # the platform has it; the answer is on its way back
+        return await post(message)
+
+    platform.post = slow_post
+    opening = asyncio.create_task(chat.say("/discuss now"))  # round 2
+    await landed.wait()
+    await chat.say("/discuss now")  # round 3 replaces round 2 meanwhile (recorded missed)
+    assert (await chat.store.get_round(2)).status == "missed"
+    release.set()
+    await opening
+    row = await chat.store.get_round(2)
+    assert (row.status, row.status_reason) == ("closed", None)  # it was seen after all
+    digests = [s.round_id for s in platform.summaries()]
+    assert sorted(digests) == [1, 2]

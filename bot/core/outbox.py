@@ -25,7 +25,7 @@ from bot.core.clock import Clock
 from bot.core.codec import ChannelPost, decode_post, encode_post
 from bot.core.events import RoundPost, Summary, ThreadPost, platform_of
 from bot.core.lifecycle import WAITING_TO_POST, Lifecycle
-from bot.core.rounds import round_post
+from bot.core.rounds import build_summary, round_post
 from bot.storage.models import FAILED, MISSED, SENDING, SKIPPED, OutboxEntry, Round
 from bot.storage.store import Store
 
@@ -197,9 +197,20 @@ class Outbox:
         if not delivery.sent:
             return
         now = self.clock.now()
+        late: list[int] = []
         async with self.store.transaction():
             await self.lifecycle.posted_many(delivery.posted, now)
             await self.store.outbox_sent_many(delivery.sent, now)
+            # a round ended while its post was in flight, and the post landed: it was
+            # seen, so it is closed with its digest rather than left "missed"
+            seen = await self.store.close_landed(sorted(delivery.posted), now)
+            if seen:
+                answers = await self.store.responses_of([r.id for r in seen])
+                late = await self.write(
+                    [build_summary(r, answers.get(r.id, []), final=True) for r in seen]
+                )
+        if late:
+            await self._deliver(await self.store.outbox_rows(late), recovering=False)
 
     async def _one(
         self, row: OutboxEntry, round_: Round | None, recovering: bool, delivery: Delivery

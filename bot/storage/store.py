@@ -260,6 +260,21 @@ class Store:
         async with self.session() as s:
             await (await s.connection()).execute(stmt, params)
 
+    async def close_landed(self, round_ids: list[int], now: datetime) -> list[Round]:
+        """Rounds recorded ``missed`` (replaced or closed while their post was in flight)
+        whose post then landed: people saw them, so they end ``closed`` (digest due)."""
+        if not round_ids:
+            return []
+        async with self.session() as s:
+            rows = await s.scalars(
+                update(Round)
+                .where(Round.id.in_(round_ids), Round.status == MISSED)
+                .values(status=CLOSED, status_reason=None, closed_at=now)
+                .returning(Round)
+                .execution_options(populate_existing=True)
+            )
+            return list(rows.all())
+
     async def update_round(self, round_id: int, **values: Any) -> None:
         async with self.session() as s:
             await s.execute(update(Round).where(Round.id == round_id).values(**values))
