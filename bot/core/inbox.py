@@ -69,15 +69,23 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
-def order_key(event: Incoming) -> str:
-    """Events with the same key are processed in the order they were accepted: one
-    person's events in a channel, and everything that touches one message."""
+def order_keys(event: Incoming) -> list[str]:
+    """Events sharing a key are processed in the order they were accepted: one person's
+    events in a channel (a reply, then their ``/discuss results``), and everything that
+    touches one message (a reply, then its edit). Sorted: locks are taken in order."""
     match event:
-        case MessagePosted() | MessageEdited() | MessageDeleted():
-            return f"{event.channel}|m|{event.message_ref}"
+        case MessagePosted():
+            keys = [
+                f"{event.channel}|a|{event.actor.key}",
+                f"{event.channel}|m|{event.message_ref}",
+            ]
+        case MessageEdited() | MessageDeleted():
+            keys = [f"{event.channel}|m|{event.message_ref}"]
         case CommandInvoked() | FormSubmitted():
-            return f"{event.channel}|a|{event.actor.key}"
-    return event.channel
+            keys = [f"{event.channel}|a|{event.actor.key}"]
+        case _:
+            keys = [event.channel]
+    return sorted(keys)
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,14 @@ class Inbox:
     # ---- processing -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _ordered(self, key: str) -> AsyncIterator[None]:
+    async def _ordered(self, keys: list[str]) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                await stack.enter_async_context(self._ordered_one(key))
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _ordered_one(self, key: str) -> AsyncIterator[None]:
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._waiting[key] = self._waiting.get(key, 0) + 1
         try:
@@ -201,7 +216,7 @@ class Inbox:
     async def _run(self, entry_id: int, event: Incoming) -> tuple[Outcome | None, list[int]]:
         """Process one row exactly once. Returns (outcome, outbox ids) or (None, [])
         when someone else did it already."""
-        async with self._ordered(order_key(event)):
+        async with self._ordered(order_keys(event)):
             for attempt in range(TRANSIENT_RETRIES + 1):
                 try:
                     return await self._in_batch(entry_id, event)

@@ -49,3 +49,15 @@ async def test_one_http_session_for_every_call(slack):
     adapter = slack.adapter
     assert adapter.client.session is adapter.http
     assert adapter.post_client.session is adapter.http
+
+
+async def test_my_results_right_after_my_reply_include_it(slack):
+    await slack.command("now")
+    await slack.settle()
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    event = message_event("1: quick", user="UBOB", ts="1800.1", thread_ts=round_.message_ref)
+    assert await slack.event(event, "Ev1") == 200
+    assert await slack.command("results", user="UBOB") == 200  # before the reply is processed
+    await slack.settle()
+    [results] = [r for r in slack.fake.responses if "Results so far" in r.get("text", "")]
+    assert "1 person shared" in results["text"]
