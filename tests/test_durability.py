@@ -232,3 +232,29 @@ async def test_a_round_replaced_while_its_post_was_in_flight_is_closed_with_a_di
     assert (row.status, row.status_reason) == ("closed", None)  # it was seen after all
     digests = [s.round_id for s in platform.summaries()]
     assert sorted(digests) == [1, 2]
+
+
+async def test_processed_rows_are_pruned_after_the_window_and_pending_ones_kept(
+    tmp_path, sqlite_url
+):
+    from datetime import datetime
+
+    fire = datetime(*FIRE_DAY, tzinfo=BERLIN)
+    chat, scheduler = await setup(tmp_path, sqlite_url, config(), fire)
+    try:
+        await scheduler.tick()  # a round and its post (outbox row, sent)
+        await chat.say("an answer", who="bob")  # an inbox row, done
+        await chat.dispatcher.accept("console:later", answer(chat, "pending", "bob", "m-9"))
+        chat.dispatcher.inbox.process_due = _nothing  # type: ignore[method-assign]
+        await tick_at(chat, scheduler, fire + timedelta(days=8))
+        async with chat.store.session() as s:
+            inbox = (await s.scalars(select(InboxEntry.key))).all()
+            outbox = (await s.scalars(select(OutboxEntry.status))).all()
+        assert inbox == ["console:later"]  # the pending row stays until it is processed
+        assert "sent" not in outbox
+    finally:
+        await chat.store.close()
+
+
+async def _nothing(*_args, **_kwargs) -> int:
+    return 0
