@@ -23,6 +23,7 @@ Tests drive ``tick(now)`` directly with a FakeClock; nothing here sleeps.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -212,10 +213,17 @@ class Scheduler:
             lower = await self._lower_bounds(pairs, now)
             # one occurrence across all its channels is claimed in one transaction
             fires: dict[tuple[str, str], tuple[Schedule, Occurrence, list[str]]] = {}
+            calendar: dict[tuple[str, datetime], list[Occurrence]] = {}  # shared by channels
             for schedule, channel in pairs:
+                since = lower[(schedule.name, channel)]
+                if (schedule.name, since) not in calendar:
+                    zone = library.config.zone_of(schedule)
+                    calendar[(schedule.name, since)] = list(
+                        itertools.islice(occurrences(schedule, zone, since, now), 100_000)
+                    )
                 try:
                     occ = await self._due_in(
-                        library, schedule, channel, lower[(schedule.name, channel)], now, report
+                        schedule, channel, calendar[(schedule.name, since)], now, report
                     )
                 except Exception:
                     log.exception("scheduled work for %s failed", channel)
@@ -266,18 +274,16 @@ class Scheduler:
 
     async def _due_in(
         self,
-        library: Library,
         schedule: Schedule,
         channel: str,
-        lower: datetime,
+        calendar: list[Occurrence],
         now: datetime,
         report: TickReport,
     ) -> Occurrence | None:
         """Record what was missed; return the occurrence to fire now, if any."""
-        zone = library.config.zone_of(schedule)
         due: deque[Occurrence] = deque(maxlen=MAX_MISSED_RECORDED + 1)
         total = 0
-        for occ in occurrences(schedule, zone, lower, now):
+        for occ in calendar:
             due.append(occ)
             total += 1
         if not due:
