@@ -90,6 +90,34 @@ class Keyring:
             raise KeyUnavailable(round_id) from None
 
 
+_PAYLOAD_AD = b"roundtable inbox payload v1"
+
+
+def seal_payload(keyring: Keyring, payload: dict) -> dict:
+    """An inbox payload sealed under the server secret: an anonymous answer waits there,
+    next to its author, until it is processed (then the row's payload is wiped)."""
+    import json
+
+    nonce = secrets.token_bytes(_NONCE)
+    body = keyring._aead.encrypt(nonce, json.dumps(payload).encode(), _PAYLOAD_AD)
+    return {"sealed": base64.b64encode(_VERSION + nonce + body).decode("ascii")}
+
+
+def open_payload(keyring: Keyring, payload: dict) -> dict:
+    """The payload ``seal_payload`` sealed; a plain one (older rows) comes back as is.
+    Raises KeyUnavailable when it was sealed under another secret."""
+    import json
+
+    if set(payload) != {"sealed"}:
+        return payload
+    raw = base64.b64decode(payload["sealed"])
+    try:
+        plain = keyring._aead.decrypt(raw[1 : 1 + _NONCE], raw[1 + _NONCE :], _PAYLOAD_AD)
+    except InvalidTag:
+        raise KeyUnavailable("inbox payload") from None
+    return json.loads(plain)
+
+
 def parse_secret(value: str) -> bytes:
     """32 bytes written as 64 hex digits or as base64/base64url (padding optional)."""
     text = value.strip()

@@ -12,8 +12,16 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
-from bot.storage.models import OPEN_STATUSES, ProcessedEvent, PurgeLog, Response, Round
+from bot.storage.models import (
+    OPEN_STATUSES,
+    InboxEntry,
+    ProcessedEvent,
+    PurgeLog,
+    Response,
+    Round,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +29,20 @@ log = logging.getLogger(__name__)
 # ---- closing ------------------------------------------------------------------------------
 
 
-async def close_anonymity(s: AsyncSession, rounds: Sequence[Round]) -> None:
+async def close_anonymity(
+    s: AsyncSession, rounds: Sequence[Round | int], *, rows: Sequence[Round] = ()
+) -> None:
     """In the closing transaction: count respondents (the last moment anonymous answers
     can be told apart by author), then erase the round key and every pseudonym, so no
-    one can group or link the round's anonymous answers afterwards."""
+    one can group or link the round's anonymous answers afterwards. ``rounds`` are ORM
+    rows or ids; ``rows`` are loaded rows to update in memory as well."""
     if not rounds:
         return
-    ids = [r.id for r in rounds]
+    loaded = [r for r in [*rounds, *rows] if isinstance(r, Round)]
+    ids = sorted({r if isinstance(r, int) else r.id for r in rounds})
+    await s.flush()
     who = func.coalesce(Response.author_id, Response.pseudonym)
-    rows = await s.execute(
+    found = await s.execute(
         select(
             Response.round_id,
             func.count(func.distinct(who)),
@@ -38,15 +51,25 @@ async def close_anonymity(s: AsyncSession, rounds: Sequence[Round]) -> None:
         .where(Response.round_id.in_(ids))
         .group_by(Response.round_id)
     )
-    counts = {rid: (n, anon) for rid, n, anon in rows.all()}
-    for r in rounds:
-        r.respondents, r.anonymous_respondents = counts.get(r.id, (0, 0))
-        r.anon_key = None
-    await s.flush()
+    counts = {rid: (n, anon) for rid, n, anon in found.all()}
+    for rid in ids:
+        n, anon = counts.get(rid, (0, 0))
+        await s.execute(
+            update(Round)
+            .where(Round.id == rid)
+            .values(respondents=n, anonymous_respondents=anon, anon_key=None)
+            .execution_options(synchronize_session=False)
+        )
+    for r in loaded:  # keep callers' objects in step without marking them dirty
+        n, anon = counts.get(r.id, (0, 0))
+        set_committed_value(r, "respondents", n)
+        set_committed_value(r, "anonymous_respondents", anon)
+        set_committed_value(r, "anon_key", None)
     await s.execute(
         update(Response)
         .where(Response.round_id.in_(ids), Response.pseudonym.is_not(None))
         .values(pseudonym=None)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -57,8 +80,12 @@ async def truncate_wal(engine: AsyncEngine) -> None:
     if engine.dialect.name != "sqlite":
         return
     async with engine.connect() as conn:
-        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        busy, _, _ = (await auto.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        # On the driver connection itself: outside any transaction (the engine's "begin"
+        # hook would wrap a SQLAlchemy-level statement in BEGIN IMMEDIATE).
+        raw = await conn.get_raw_connection()
+        cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy, _, _ = await cursor.fetchone()
+        await cursor.close()
     if busy:  # a reader held the WAL; the next close (or restart) truncates it
         log.warning("could not truncate the SQLite WAL after closing a round (busy)")
 
@@ -133,6 +160,8 @@ async def forget_dedup_rows(s: AsyncSession, refs: Iterable[tuple[str, str]]) ->
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         n += (await s.execute(delete(ProcessedEvent).where(ProcessedEvent.key.in_(chunk)))).rowcount
+        # The inbox keys a thread reply the same way (Slack: channel + ts).
+        n += (await s.execute(delete(InboxEntry).where(InboxEntry.key.in_(chunk)))).rowcount
     return n
 
 

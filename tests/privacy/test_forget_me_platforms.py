@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.storage.models import ProcessedEvent
+from bot.storage.models import InboxEntry, ProcessedEvent
 from tests.discord.conftest import ADMIN, MEMBER, make_bot
 from tests.discord.conftest import fake as fake_discord  # noqa: F401  (fixture)
 from tests.slack.conftest import fake, message_event, slack  # noqa: F401  (fixtures)
@@ -33,6 +33,7 @@ async def test_slack_forget_me_asks_then_deletes_and_clears_dedup_rows(slack):  
     assert [r.text for r in left] == ["reply by UCAROL"]
     async with slack.runtime.store.session() as s:
         keys = set((await s.scalars(select(ProcessedEvent.key))).all())
+        keys |= set((await s.scalars(select(InboxEntry.key))).all())
     assert "slack:C1:1700000100.000001" not in keys  # names bob's deleted message
     assert "slack:C1:1700000100.000002" in keys  # carol's stays
 

@@ -6,7 +6,7 @@ their respondent counts (while pseudonyms still tell authors apart) and then los
 their pseudonyms. No answer is deleted.
 
 Revision ID: 0003
-Revises: 0001 (until issue 10's 0002 is on main; then "0002")
+Revises: 0002
 Create Date: 2026-11-26
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"  # TODO(integrator): "0002" once issue 10's migration is merged
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
