@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -852,13 +853,24 @@ class DiscordAdapter:
         if not readable and self.reads_replies:
             return  # an attachment or a sticker only: nothing to store
         key = (message.channel.id, message.author.id)
-        if not readable and key in self._pointed:
-            self._pointed.move_to_end(key)
-            return  # told once already in this round
+        if not readable:
+            if key in self._pointed:
+                self._pointed.move_to_end(key)
+                return  # told once already in this round
+            # reserved before awaiting: replies are handled concurrently, and a quick
+            # second reply must not earn a second pointer
+            self._pointed[key] = None
+            while len(self._pointed) > POINTED_MEMORY:
+                self._pointed.popitem(last=False)
+        text = message.content
+        if self.client is not None and self.client.user is not None:
+            # "@Roundtable 2: …" — Discord shows the text of a mention even without the
+            # intent; the mention itself is no part of the answer
+            text = re.sub(rf"^\s*<@!?{self.client.user.id}>\s*", "", text)
         event = MessagePosted(
             self.actor(message.author),
             f"{PLATFORM}:{message.channel.parent_id}",
-            message.content,
+            text,
             message_ref=str(message.id),
             thread_ref=str(message.channel.id),
             readable=readable,
@@ -866,10 +878,8 @@ class DiscordAdapter:
         replies = await self.dispatcher.handle(event)
         # A saved thread reply is visible in the thread already; say only what went wrong.
         problems = [r for r in replies if isinstance(r, Reply) and not r.confirms_save]
-        if not readable and problems:
-            self._pointed[key] = None
-            while len(self._pointed) > POINTED_MEMORY:
-                self._pointed.popitem(last=False)
+        if not readable and not problems:
+            self._pointed.pop(key, None)  # no open round's thread: nothing was said
         for reply in problems:
             await message.reply(reply.text, mention_author=False, allowed_mentions=NO_MENTIONS)
 

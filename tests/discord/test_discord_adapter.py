@@ -233,12 +233,6 @@ async def test_restart_skips_an_unchanged_sync_and_old_buttons_still_open_the_mo
     assert await bot.replies(token) == ["Saved your answer to question 2. Thank you!"]
 
 
-async def test_a_changed_guild_list_syncs_again(bot):
-    await bot.runtime.store.set_value("discord.command_tree_hash", "stale", bot.clock.now())
-    await bot.restart()
-    assert len(bot.fake.command_syncs()) == 2
-
-
 async def test_a_forbidden_channel_is_skipped_and_the_others_get_their_round(bot):
     blocked, open_ = bot.channels
     bot.fake.forbidden.add(blocked)
