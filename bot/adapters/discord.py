@@ -75,6 +75,7 @@ PORTAL_SWITCH = (
     "Developer Portal → your application → Bot → Privileged Gateway Intents → "
     "MESSAGE CONTENT INTENT"
 )
+BUTTON_HINT = "Or press “Share your thoughts” under the round's message to answer in a form."
 FAILED = (
     "Sorry, something went wrong on our side, so this was not done and nothing was saved. "
     "Please try again in a minute; if it keeps failing, tell an admin (the bot's log says why)."
@@ -916,8 +917,11 @@ class DiscordAdapter:
             for reply in replies:
                 send = interaction.followup.send
                 if isinstance(reply, Reply):
-                    for text in chunks(reply.text, MESSAGE_LIMIT):
-                        await send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                    text = reply.text
+                    if not self.reads_replies:  # never invite answers the bot cannot read
+                        text = text.replace(core_commands.THREAD_HINT, BUTTON_HINT)
+                    for part in chunks(text, MESSAGE_LIMIT):
+                        await send(part, ephemeral=True, allowed_mentions=NO_MENTIONS)
                 elif isinstance(reply, Summary):
                     for text in summary_texts(reply):
                         await send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)

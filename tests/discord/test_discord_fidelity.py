@@ -49,6 +49,10 @@ async def test_default_config_asks_only_for_guilds_and_never_invites_thread_repl
         text = how_to_answer(message)
         assert "Reply in" not in text and "Share your thoughts" in text
         assert "/discuss answer" in text and "does not read replies" in text
+        token = await fake.slash(MEMBER, bot.channels[0], "help")
+        [help_text] = await bot.replies(token)
+        assert "reply in the round's thread" not in help_text
+        assert "Share your thoughts" in help_text
     finally:
         await bot.stop()
 
