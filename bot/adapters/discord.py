@@ -233,11 +233,6 @@ def round_messages(post: RoundPost, reads_replies: bool = True) -> list[list[dis
     return packer.messages
 
 
-def round_embed(post: RoundPost, reads_replies: bool = True) -> discord.Embed:
-    """The round's first embed (title, summary, and as many questions as fit)."""
-    return round_messages(post, reads_replies)[0][0]
-
-
 def summary_texts(summary: Summary) -> list[str]:
     people = f"{summary.respondents} {'person' if summary.respondents == 1 else 'people'}"
     verb = "shared their thoughts" if summary.final else "shared so far"
@@ -348,9 +343,8 @@ def form_layout(questions: tuple[tuple[str, str], ...], anonymous_allowed: bool)
     inputs: list[FormInput] = []
     own = n if n <= boxes else boxes - 1
     for i in range(1, own + 1):
-        description = texts[i - 1] if not listed else f"Question {i} as shown above"
-        if len(description) > LABEL_DESCRIPTION_LIMIT:  # only when listed in full above
-            description = _shorten(texts[i - 1], LABEL_DESCRIPTION_LIMIT)
+        # in full, or (when listed in full above) its beginning, to tell the boxes apart
+        description = _shorten(texts[i - 1], LABEL_DESCRIPTION_LIMIT)
         inputs.append(FormInput(f"q{i}", (i,), f"Question {i}", description))
     if own < n:
         first = own + 1
