@@ -56,7 +56,7 @@ THREAD_EXISTS = 160004  # Discord's error code: this message already has a threa
 MISSING_ACCESS, MISSING_PERMISSIONS, UNKNOWN_CHANNEL = 50001, 50013, 10003
 # Discord's limits (Message resource → Embed limits; Create Message → content)
 MESSAGE_LIMIT = 2000  # characters of content per message
-TITLE_LIMIT, DESCRIPTION_LIMIT, FOOTER_LIMIT = 256, 4096, 2048
+TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
 FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT, FIELDS_PER_EMBED = 256, 1024, 25
 EMBEDS_TOTAL = 6000  # characters across all embeds of one message
 EMBEDS_PER_MESSAGE = 10
@@ -193,7 +193,8 @@ class _Packer:
         return EMBEDS_TOTAL - used - (self.reserve if len(self.messages) == 1 else 0)
 
     def new_embed(self, size: int) -> discord.Embed:
-        if len(self.messages[-1]) >= EMBEDS_PER_MESSAGE or self.room() < size:
+        full = len(self.messages[-1]) >= EMBEDS_PER_MESSAGE or self.room() < size
+        if full and self.messages[-1]:
             self.messages.append([])
         embed = discord.Embed(colour=discord.Colour.blurple())
         self.messages[-1].append(embed)
@@ -213,10 +214,12 @@ def round_messages(post: RoundPost, reads_replies: bool = True) -> list[list[dis
     last; nothing is cut, and every message stays within Discord's limits."""
     prompt = post.prompt
     title = _shorten(("Preview: " if post.preview else "") + prompt.title, TITLE_LIMIT)
-    footer = f"Source: {prompt.source}"
+    # the head embed (title, a full description, footer) must fit in 6,000 characters
+    footer = _shorten(
+        f"Source: {prompt.source}", EMBEDS_TOTAL - DESCRIPTION_LIMIT - TITLE_LIMIT - 64
+    )
     if not post.preview:
         footer += f" · {post.round_key}"  # lets find_post recognise the round after a crash
-    footer = _shorten(footer, FOOTER_LIMIT)
     packer = _Packer(reserve=len(footer))
     parts = chunks(escape(prompt.summary), DESCRIPTION_LIMIT) if prompt.summary else []
     head = packer.new_embed(len(title) + (len(parts[0]) if parts else 0))

@@ -217,7 +217,8 @@ async def test_a_long_prompt_keeps_every_question_and_the_instructions(tmp_path,
 def test_a_huge_prompt_is_split_across_fields_embeds_and_messages_within_the_limits():
     summary = "Word " * 2500 + "\\" * 9  # long, and ending in backslashes
     questions = tuple((question(i, 1500), "ours") for i in range(1, 31))
-    prompt = PromptView("p", "Title", "Source", None, summary.strip(), questions)
+    source = "A very long source name " * 200  # the round key must still end the footer
+    prompt = PromptView("p", "Title " * 60, source, None, summary.strip(), questions)
     post = RoundPost(1, "rt-1", "discord:1", prompt, anonymous_allowed=True)
     messages = round_messages(post)
     assert len(messages) > 1
@@ -236,7 +237,7 @@ def test_a_huge_prompt_is_split_across_fields_embeds_and_messages_within_the_lim
         ]
         assert " ".join(pieces).replace(" ", "") == escape(text).replace(" ", "")
     assert [f.name for f in embeds[-1].fields][-1] == "How to answer"
-    assert "rt-1" in messages[0][-1].footer.text
+    assert messages[0][-1].footer.text.endswith(" · rt-1")
 
 
 def test_splitting_never_ends_a_part_on_a_lone_backslash():
