@@ -164,12 +164,13 @@ def _shorten(text: str, limit: int) -> str:
 # ---- rendering ----------------------------------------------------------------------------
 
 
-def how_to_answer(reads_replies: bool, anonymous_allowed: bool) -> str:
+def how_to_answer(reads_replies: bool, anonymous_allowed: bool, questions: int = 2) -> str:
     """The round's instructions: never invite an answer the bot cannot read."""
     if reads_replies:
+        numbering = " (start with `2:` to answer question 2)" if questions > 1 else ""
         text = (
-            "Reply in this message's thread (start with `2:` to answer question 2), press "
-            "**Share your thoughts**, or use `/discuss answer`."
+            f"Reply in this message's thread{numbering}, press **Share your thoughts**, "
+            "or use `/discuss answer`."
         )
     else:
         text = (
@@ -231,7 +232,9 @@ def round_messages(post: RoundPost, reads_replies: bool = True) -> list[list[dis
     for i, (text, _) in enumerate(prompt.questions, 1):
         for j, piece in enumerate(chunks(escape(text), FIELD_VALUE_LIMIT)):
             packer.field(f"Question {i}" + (" (continued)" if j else ""), piece)
-    packer.field("How to answer", how_to_answer(reads_replies, post.anonymous_allowed))
+    packer.field(
+        "How to answer", how_to_answer(reads_replies, post.anonymous_allowed, len(prompt.questions))
+    )
     packer.messages[0][-1].set_footer(text=footer)
     return packer.messages
 
