@@ -1014,7 +1014,10 @@ class DiscordAdapter:
         except discord.HTTPException as exc:
             if exc.code == THREAD_EXISTS:  # a retried post: the thread id is the message id
                 return str(message.id)
-            if exc.status not in (403, 404):
+            if exc.status == 404:  # the round's message was deleted meanwhile (10008)
+                log.warning("discord: round %s: its message is gone, no thread", round_key)
+                return f"{REPLY_PREFIX}{message.id}"
+            if exc.status != 403:
                 raise  # transient: the post is retried, and Discord dedups it by nonce
             missing = "Create Public Threads" if exc.code == MISSING_PERMISSIONS else "View Channel"
             log.error(
