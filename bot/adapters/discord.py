@@ -882,7 +882,10 @@ class DiscordAdapter:
         if not readable and not problems:
             self._pointed.pop(key, None)  # no open round's thread: nothing was said
         for reply in problems:
-            await message.reply(reply.text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            try:
+                await message.reply(reply.text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:  # e.g. no Send Messages in Threads
+                log.warning("discord: could not reply in thread %s: %s", message.channel.id, exc)
 
     async def on_raw_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         content = payload.data.get("content")
