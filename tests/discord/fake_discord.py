@@ -234,6 +234,7 @@ class FakeDiscord:
         return ws
 
     async def _identify(self, ws: web.WebSocketResponse, d: dict) -> None:
+        """Gateway → Identify (op 2) → Ready, then Guild Create (Gateway Events)."""
         self.identifies.append(d)
         if d["intents"] & MESSAGE_CONTENT and not self.grant_message_content:
             self.closed_4014 += 1
@@ -258,6 +259,7 @@ class FakeDiscord:
         self._pending.clear()  # a fresh session does not replay an old one's events
 
     def guild_payload(self) -> dict:
+        """Gateway Events → Guild Create: a guild object plus channels, threads, members."""
         return {
             "id": str(self.GUILD),
             "name": "Test server",
@@ -306,6 +308,7 @@ class FakeDiscord:
     # ---- driving the bot as users -------------------------------------------------------
 
     def _interaction(self, kind: int, user: FakeUser, channel_id: int, data: dict) -> dict:
+        """Receiving and Responding → Interaction Object (a guild interaction)."""
         iid = self.next_id()
         channel = self.channels.get(channel_id) or self.threads[channel_id]
         return {
@@ -329,7 +332,8 @@ class FakeDiscord:
         }
 
     async def slash(self, user: FakeUser, channel_id: int, sub: str, **options: Any) -> str:
-        """``/discuss <sub> option=value…``; returns the interaction token."""
+        """``/discuss <sub> option=value…`` (type 2; Application Command Interaction Data
+        Option Structure: a SUB_COMMAND with typed options); returns the token."""
         opts = [
             {"name": k, "type": {bool: 5, int: 4}.get(type(v), 3), "value": v}
             for k, v in options.items()
@@ -404,6 +408,7 @@ class FakeDiscord:
         return payload["token"]
 
     def _message(self, channel_id: int, author: FakeUser, content: str, **extra: Any) -> dict:
+        """Message resource → Message Object (the fields discord.py reads)."""
         mid = self.next_id()
         msg = {
             "id": str(mid),
