@@ -28,7 +28,7 @@ from discord import app_commands
 
 from bot.config import DiscordSettings
 from bot.core import commands as core_commands
-from bot.core.dispatch import ChannelPost, Posted, PostFailed
+from bot.core.dispatch import ChannelPost, NotSaved, Posted, PostFailed
 from bot.core.events import (
     Actor,
     CommandInvoked,
@@ -36,13 +36,14 @@ from bot.core.events import (
     MessageDeleted,
     MessageEdited,
     MessagePosted,
-    PromptView,
     Reply,
     RoundPost,
     Summary,
     ThreadPost,
     TypedAnswer,
 )
+from bot.core.inbox import NOT_SAVED
+from bot.core.ports import Ports
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -637,9 +638,11 @@ class DiscordAdapter:
 
     name = PLATFORM
 
-    def __init__(self, runtime: Runtime):
-        self.runtime = runtime
-        self.settings: DiscordSettings = runtime.library.current.config.discord
+    def __init__(self, ports: Ports | Runtime):
+        # a Runtime hands over its ports only: adapters never see the store
+        self.ports: Ports = getattr(ports, "ports", ports)  # type: ignore[assignment]
+        self.runtime = self.ports  # what commands and buttons read (library, clock, secrets)
+        self.settings: DiscordSettings = self.ports.library.current.config.discord
         self.client: RoundtableClient | None = None
         self._parents: OrderedDict[int, int | None] = OrderedDict()  # thread → parent (LRU)
         # Whether thread replies are read: configured, and the intent granted. Rounds say
@@ -650,10 +653,6 @@ class DiscordAdapter:
         # be told a second time, never more often than that.
         self._pointed: OrderedDict[tuple[int, int], None] = OrderedDict()
 
-    @property
-    def dispatcher(self):
-        return self.runtime.dispatcher
-
     # ---- running ------------------------------------------------------------------------
 
     async def serve(self) -> None:
@@ -662,7 +661,7 @@ class DiscordAdapter:
         if not token:
             raise RuntimeError("DISCORD_BOT_TOKEN is not set")
         configure_endpoints(self.settings)
-        self.dispatcher.register(self)
+        self.ports.register(self)
         read_replies = self.settings.read_thread_replies
         content = True
         while True:
@@ -694,11 +693,11 @@ class DiscordAdapter:
         hash (commands + scope) and the guilds we registered in, so leaving a guild's scope
         removes the commands there.
         """
-        store, app_id = self.runtime.store, client.application_id
+        app_id = client.application_id
         assert app_id is not None
         guild_ids = sorted(set(self.settings.guild_ids))
         local = [c.to_dict(client.tree) for c in client.tree.get_commands()]
-        record = _load_record(await store.get_value(TREE_HASH_KEY))
+        record = _load_record(await self.ports.get_value(TREE_HASH_KEY))
         http = client.http
         written: list[str] = []
         remote = await http.get_global_commands(app_id)
@@ -718,7 +717,7 @@ class DiscordAdapter:
                 await http.bulk_upsert_guild_commands(app_id, guild_id, payload=wanted)
                 written.append(f"server {guild_id}" + ("" if wanted else " (removed)"))
         value = json.dumps({"hash": tree_hash(client, guild_ids), "guilds": guild_ids})
-        await store.set_value(TREE_HASH_KEY, value, self.runtime.clock.now())
+        await self.ports.set_value(TREE_HASH_KEY, value)
         if written:
             log.info("discord: synced /discuss: %s", ", ".join(written))
         else:
@@ -790,19 +789,30 @@ class DiscordAdapter:
         log.error("discord: /discuss failed: %s", error, exc_info=error)
         await self.tell_failure(interaction, getattr(error, "original", error))
 
+    async def _accept(self, interaction: discord.Interaction, key: str, event) -> Any:
+        """Store the event before acknowledging the interaction (the defer is the ack);
+        None when it could not be stored (the person is told so)."""
+        try:
+            return await self.ports.accept(key, event)
+        except NotSaved:
+            await interaction.response.send_message(NOT_SAVED, ephemeral=True)
+            return None
+
     async def run_command(
         self, interaction: discord.Interaction, text: str, answer: TypedAnswer | None = None
     ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
         event = CommandInvoked(
             self.actor(interaction.user), self.channel_of(interaction), text, answer=answer
         )
-        replies = await self.dispatcher.handle(event)
-        await self.answer(interaction, replies)
+        ticket = await self._accept(interaction, f"{PLATFORM}:interaction:{interaction.id}", event)
+        if ticket is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.answer(interaction, await self.ports.process(ticket))
 
     async def open_form(self, interaction: discord.Interaction, round_id: int, anon: bool) -> None:
         """The button: open the modal (a modal must be the first response, so no defer)."""
-        round_ = await self.runtime.store.get_round(round_id)
+        round_ = await self.ports.round_info(round_id)
         if round_ is None or not round_.is_open:
             await interaction.response.send_message(
                 "This round is closed, so answers are no longer collected.", ephemeral=True
@@ -813,12 +823,12 @@ class DiscordAdapter:
                 "Anonymous answers are turned off for this round.", ephemeral=True
             )
             return
-        prompt = PromptView.from_json(round_.prompt_snapshot)
         modal = discord.ui.Modal(
-            title=_shorten("Share: " + prompt.title, MODAL_TITLE_LIMIT),
+            title=_shorten("Share: " + round_.title, MODAL_TITLE_LIMIT),
             custom_id=f"rt:form:{round_id}",
         )
-        layout = form_layout(prompt.questions, round_.anonymous_allowed)
+        questions = tuple((q, "") for q in round_.questions)
+        layout = form_layout(questions, round_.anonymous_allowed)
         for item in form_items(layout, anon):
             modal.add_item(item)
         # Submits are handled from the custom_id (on_interaction), not by this object, so a
@@ -827,22 +837,24 @@ class DiscordAdapter:
         await interaction.response.send_modal(modal)
 
     async def on_form_submit(self, interaction: discord.Interaction, custom_id: str) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
         parts = custom_id.split(":")
         round_id, old_anon_form = int(parts[2]), parts[-1] == "anon"
-        round_ = await self.runtime.store.get_round(round_id)
+        round_ = await self.ports.round_info(round_id)
         if round_ is None:
-            await self.answer(interaction, [Reply("That round no longer exists.")])
+            await interaction.response.send_message("That round no longer exists.", ephemeral=True)
             return
         answers, checkbox = parse_form(
-            (interaction.data or {}).get("components", []),
-            len(round_.prompt_snapshot["questions"]),
+            (interaction.data or {}).get("components", []), len(round_.questions)
         )
         anonymous = old_anon_form or bool(checkbox)
         event = FormSubmitted(
             self.actor(interaction.user), round_.channel, round_id, answers, anonymous
         )
-        await self.answer(interaction, await self.dispatcher.handle(event))
+        ticket = await self._accept(interaction, f"{PLATFORM}:interaction:{interaction.id}", event)
+        if ticket is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.answer(interaction, await self.ports.process(ticket))
 
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.webhook_id is not None:
@@ -876,7 +888,12 @@ class DiscordAdapter:
             thread_ref=str(message.channel.id),
             readable=readable,
         )
-        replies = await self.dispatcher.handle(event)
+        try:  # keyed by the message id: a gateway replay stores it once
+            ticket = await self.ports.accept(f"{PLATFORM}:message:{message.id}", event)
+        except NotSaved:
+            await message.reply(NOT_SAVED, mention_author=False, allowed_mentions=NO_MENTIONS)
+            return
+        replies = await self.ports.process(ticket)
         # A saved thread reply is visible in the thread already; say only what went wrong.
         problems = [r for r in replies if isinstance(r, Reply) and not r.confirms_save]
         if not readable and not problems:
@@ -896,16 +913,19 @@ class DiscordAdapter:
         parent = await self.parent_of(payload.channel_id)
         if parent is None:
             return
-        await self.dispatcher.handle(
-            MessageEdited(f"{PLATFORM}:{parent}", str(payload.message_id), content)
+        edited = payload.data.get("edited_timestamp") or content
+        key = f"{PLATFORM}:edit:{payload.message_id}:{edited}"
+        await self.ports.handle(
+            MessageEdited(f"{PLATFORM}:{parent}", str(payload.message_id), content), key
         )
 
     async def on_raw_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         parent = await self.parent_of(payload.channel_id)
         if parent is None:
             return
-        await self.dispatcher.handle(
-            MessageDeleted(f"{PLATFORM}:{parent}", str(payload.message_id))
+        await self.ports.handle(
+            MessageDeleted(f"{PLATFORM}:{parent}", str(payload.message_id)),
+            f"{PLATFORM}:delete:{payload.message_id}",
         )
 
     # ---- rendering out ------------------------------------------------------------------
@@ -953,39 +973,48 @@ class DiscordAdapter:
                 if isinstance(message, Summary)
                 else thread_post_texts(message)
             )
-            await self._post_texts(channel_id, message.thread_ref, texts)
+            await self._post_texts(channel_id, message.thread_ref, texts, message.key)
             return None
         except discord.HTTPException as exc:
             if exc.status in (400, 403, 404):
                 raise PostFailed(_refusal(exc)) from exc
             raise  # 5xx after discord.py's own retries, or a cut connection: transient
 
-    async def _post_texts(self, channel_id: int, thread_ref: str | None, texts: list[str]) -> None:
+    async def _post_texts(
+        self, channel_id: int, thread_ref: str | None, texts: list[str], key: str | None
+    ) -> None:
         reply_to: int | None = None
         if thread_ref and thread_ref.startswith(REPLY_PREFIX):
             target, reply_to = channel_id, int(thread_ref[len(REPLY_PREFIX) :])
         else:
             target = int(thread_ref) if thread_ref else channel_id
         try:
-            await self._send_texts(target, texts, reply_to)
+            await self._send_texts(target, texts, reply_to, key)
         except discord.NotFound as exc:
             if target == channel_id or exc.code != UNKNOWN_CHANNEL:
                 raise
             # The thread was deleted; a thread started on a message has that message's id,
             # so post in the channel as a reply to the round instead of losing the post.
             log.warning("discord: thread %s is gone; posting in its channel instead", target)
-            await self._send_texts(channel_id, texts, target)
+            await self._send_texts(channel_id, texts, target, key)
 
-    async def _send_texts(self, target: int, texts: list[str], reply_to: int | None) -> None:
+    async def _send_texts(
+        self, target: int, texts: list[str], reply_to: int | None, key: str | None
+    ) -> None:
         channel = await self._messageable(target)
         reference = None
         if reply_to is not None:
             reference = discord.MessageReference(
                 message_id=reply_to, channel_id=target, fail_if_not_exists=False
             )
-        for i, text in enumerate(texts):
+        for n, text in enumerate(texts):
+            # the outbox row's key as nonce (≤ 25 characters), per chunk
+            nonce = f"{key[:22]}-{n}" if key else None
             await channel.send(
-                text, reference=reference if i == 0 else None, allowed_mentions=NO_MENTIONS
+                text,
+                reference=reference if n == 0 else None,
+                allowed_mentions=NO_MENTIONS,
+                nonce=nonce,
             )
 
     async def _post_round(self, channel_id: int, post: RoundPost) -> Posted:

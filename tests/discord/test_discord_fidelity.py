@@ -410,10 +410,10 @@ async def test_a_channel_refusing_after_the_first_post_raises_post_failed(
 async def test_a_failure_after_defer_ends_with_a_message(bot, monkeypatch):
     await bot.open_round(bot.channels[0])
 
-    async def broken(event):
+    async def broken(ticket):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(bot.runtime.dispatcher, "handle", broken)
+    monkeypatch.setattr(bot.adapter.ports, "process", broken)
     token = await bot.fake.slash(MEMBER, bot.channels[0], "answer", text="hello")
     assert await bot.replies(token) == [FAILED]
     callback, follow_up = bot.fake.replies_to(token)
@@ -425,10 +425,10 @@ async def test_a_failing_form_submit_ends_with_a_message(bot, monkeypatch):
     token = await bot.fake.click(MEMBER, int(message["id"]), "rt:answer:1")
     [callback] = await bot.fake.wait_until(lambda: bot.fake.replies_to(token))
 
-    async def broken(event):
+    async def broken(ticket):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(bot.runtime.dispatcher, "handle", broken)
+    monkeypatch.setattr(bot.adapter.ports, "process", broken)
     token = await bot.fake.submit_modal(MEMBER, bot.channels[0], callback["data"], {"q1": "x"})
     assert await bot.replies(token) == [FAILED]
 
@@ -444,3 +444,16 @@ async def test_a_failing_button_answers_instead_of_timing_out(bot, monkeypatch):
     [callback] = await bot.fake.wait_until(lambda: bot.fake.replies_to(token))
     assert callback["type"] == 4 and callback["data"]["content"] == FAILED
     assert callback["data"]["flags"] & EPHEMERAL
+
+
+def test_typed_answers_and_unreadable_replies_survive_the_inbox():
+    """An event is stored before the ack and may be processed after a restart: the typed
+    options and the "cannot read" mark must come back from the inbox as they went in."""
+    from bot.core.codec import decode_incoming, encode_incoming
+    from bot.core.events import Actor, CommandInvoked, MessagePosted, TypedAnswer
+
+    actor = Actor("discord", "22", "Bob")
+    typed = CommandInvoked(actor, "discord:1", "answer", TypedAnswer("3 teams", 2, True))
+    unread = MessagePosted(actor, "discord:1", "", "9", "8", readable=False)
+    for event in (typed, unread, CommandInvoked(actor, "discord:1", "help")):
+        assert decode_incoming(encode_incoming(event)) == event
