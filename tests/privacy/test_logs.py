@@ -99,10 +99,10 @@ async def test_discord_at_debug_logs_no_anonymous_answer_next_to_its_author(
             MEMBER, bot.channels[0], "answer", text="I dread the standup", anonymous=True
         )
         await bot.replies(token)
-        token = await bot.fake.click(MEMBER, thread_id, "rt:answer:1:anon")
+        token = await bot.fake.click(MEMBER, thread_id, "rt:answer:1")
         [callback] = await bot.fake.wait_until(lambda: bot.fake.replies_to(token))
         token = await bot.fake.submit_modal(
-            MEMBER, bot.channels[0], callback["data"], {"q2": "Quietly unhappy"}
+            MEMBER, bot.channels[0], callback["data"], {"q2": "Quietly unhappy", "anonymous": True}
         )
         await bot.replies(token)
         posts = await bot.fake.wait_until(
