@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -18,12 +19,17 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.authorization.async_single_team_authorization import (
+    AsyncSingleTeamAuthorization,
+)
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.adapters.slack import blocks
+from bot.adapters import StartupError
+from bot.adapters.slack import blocks, requests
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
 from bot.core import render
 from bot.core.dispatch import ChannelPost, Posted, PostFailed
@@ -52,8 +58,24 @@ PERMANENT_ERRORS = frozenset(
 # Message subtypes that are ordinary user messages (answers); everything else is ignored.
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 HISTORY_LIMIT = 200
+# auth.test errors that mean the token itself is wrong (https://docs.slack.dev/reference/methods/auth.test)
+TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
+# chat.postEphemeral refusals after which the person is told by direct message instead
+# (https://docs.slack.dev/reference/methods/chat.postEphemeral: user_not_in_channel, …)
+NOT_THERE = frozenset({"user_not_in_channel", "not_in_channel", "channel_not_found", "is_archived"})
 
 Reply_ = Reply | Summary | RoundPost
+
+
+class _QuietTokenNotice(logging.Filter):
+    """Bolt also reads SLACK_BOT_TOKEN from the environment and then warns, at every
+    start, that the client we pass wins; that is intended here, so the line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_QuietTokenNotice())
 
 
 class SlackAdapter:
@@ -68,6 +90,7 @@ class SlackAdapter:
         sleep: Sleep = asyncio.sleep,
         post_attempts: int = 4,
         ping_interval: float = 10.0,
+        submit_wait: float = 2.0,
     ):
         secrets = runtime.secrets
         settings = runtime.library.current.config.slack
@@ -87,6 +110,10 @@ class SlackAdapter:
         self._sleep = sleep
         self.post_attempts = post_attempts
         self.ping_interval = ping_interval
+        # how long a form submission may take before the modal is closed anyway (Slack
+        # waits 3 s for the ack); within it, a refusal keeps the modal open with the reason
+        self.submit_wait = submit_wait
+        self._signing_secret = secrets.slack_signing_secret
         token = secrets.slack_bot_token
         self.client = AsyncWebClient(
             token=token, base_url=settings.api_url, retry_handlers=all_handlers(sleep)
@@ -113,10 +140,32 @@ class SlackAdapter:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    async def start(self, *, host: str = "0.0.0.0", port: int | None = None) -> None:
-        """Check the token, serve ``/healthz`` (and ``/slack/events`` in HTTP mode), connect."""
-        auth = await self.client.auth_test()
+    async def start(self, *, host: str | None = None, port: int | None = None) -> None:
+        """Check the token, serve ``/healthz`` (and ``/slack/events`` in HTTP mode), connect.
+
+        ``auth.test`` runs here, once: its answer is handed to Bolt, so the first command
+        after start does not make its own call inside the 3-second ack.
+        """
+        try:
+            auth = await self.client.auth_test()
+        except SlackApiError as exc:
+            error = _error(exc)
+            if error in TOKEN_ERRORS:
+                raise StartupError(
+                    f"Slack refused SLACK_BOT_TOKEN ({error}): check that it is the bot token "
+                    "(xoxb-…) of an app installed in your workspace."
+                ) from None
+            raise StartupError(
+                f"Slack auth.test failed ({error}); is {self.settings.api_url} reachable?"
+            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise StartupError(
+                f"cannot reach Slack at {self.settings.api_url} to check SLACK_BOT_TOKEN ({type(exc).__name__})"
+            ) from None
         self.bot_user_id = auth.get("user_id")
+        for middleware in self.app._async_middleware_list:  # Bolt would call auth.test itself
+            if isinstance(middleware, AsyncSingleTeamAuthorization):
+                middleware.auth_test_result = auth
         self.dispatcher.register(self)
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
@@ -124,6 +173,7 @@ class SlackAdapter:
             web_app.router.add_post("/slack/events", self._slack_events)
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
+        host = self.settings.host if host is None else host
         site = web.TCPSite(self._runner, host, self.settings.port if port is None else port)
         await site.start()
         self.port = self._runner.addresses[0][1]
@@ -173,7 +223,23 @@ class SlackAdapter:
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        """Verify the signature over the raw bytes, then check the shape, then hand to Bolt.
+
+        A refused request costs one log line and gets 400/401, never a traceback.
+        """
+        try:
+            body = await request.read()
+            requests.verify(body, request.headers, self._signing_secret or "", time.time())
+            text = requests.check(body, request.content_type)
+        except requests.Rejected as exc:
+            log.warning("refused a request to /slack/events: %s", exc.reason)
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (413 for an oversized body)
+        bolt_request = AsyncBoltRequest(
+            body=text, query=request.query_string, headers=request.headers
+        )
+        bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
@@ -208,8 +274,24 @@ class SlackAdapter:
 
         @app.view(blocks.MODAL_CALLBACK)
         async def on_submit(ack: Callable[..., Awaitable[None]], body: dict) -> None:
-            await ack()
-            self.spawn(self._submitted(body), "form")
+            """Close the modal only once the answers are saved: a refusal that comes back
+            within ``submit_wait`` keeps it open (``response_action: errors``) with the
+            reason and the typed text (https://docs.slack.dev/surfaces/modals#displaying_errors)."""
+            decided: asyncio.Future[dict[str, str] | None] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self.spawn(self._submitted(body, decided), "form")
+            try:
+                await asyncio.wait_for(asyncio.shield(decided), self.submit_wait)
+            except TimeoutError:
+                pass
+            if not decided.done():
+                decided.cancel()  # too slow: close now; the person is told by message
+            errors = None if decided.cancelled() else decided.result()
+            if errors:
+                await ack(response_action="errors", errors=errors)
+            else:
+                await ack()
 
         @app.event("message")
         async def on_message(ack: Callable[..., Awaitable[None]], body: dict) -> None:
@@ -218,7 +300,8 @@ class SlackAdapter:
 
     async def _command(self, body: dict, respond) -> None:
         actor = await self._actor(body["user_id"], body.get("user_name"))
-        event = CommandInvoked(actor, f"{PLATFORM}:{body['channel_id']}", body.get("text") or "")
+        text = blocks.unescape(body.get("text") or "")  # Slack sends &amp; &lt; &gt;
+        event = CommandInvoked(actor, f"{PLATFORM}:{body['channel_id']}", text)
         try:
             replies = await self._handle(event)
         except Exception:
@@ -227,10 +310,14 @@ class SlackAdapter:
                 text="Sorry, that failed on our side; please try again.", response_type="ephemeral"
             )
             return
-        for reply in replies:
-            payload = blocks.reply_payload(reply)
+        left = blocks.RESPONSES_PER_COMMAND  # what a response_url accepts
+        for n, reply in enumerate(replies):
+            room = max(1, left - (len(replies) - n - 1))
+            payloads = blocks.reply_payloads(reply, max_messages=room)
             public = isinstance(reply, Reply) and not reply.ephemeral
-            await respond(**payload, response_type="in_channel" if public else "ephemeral")
+            for payload in payloads[:room]:
+                await respond(**payload, response_type="in_channel" if public else "ephemeral")
+            left -= min(room, len(payloads))
 
     async def _open_modal(self, body: dict) -> None:
         user = body["user"]["id"]
@@ -250,17 +337,46 @@ class SlackAdapter:
             [q["text"] for q in snapshot["questions"]],
             round_.anonymous_allowed,
         )
-        await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+        try:
+            await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+        except (SlackApiError, TimeoutError, aiohttp.ClientError) as exc:
+            why = _error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+            log.warning("could not open the answer form (%s)", why)
+            # a trigger_id lasts 3 s (https://docs.slack.dev/reference/methods/views.open:
+            # expired_trigger_id); after a 429 wait it has usually run out
+            await self._ephemeral(
+                channel_id,
+                user,
+                "Slack was too busy to open the form just now. Please press *Share your "
+                "thoughts* again, or reply in the round's thread.",
+            )
 
-    async def _submitted(self, body: dict) -> None:
+    async def _submitted(
+        self, body: dict, decided: asyncio.Future[dict[str, str] | None] | None = None
+    ) -> None:
+        """Save the form's answers. While the listener still waits (``decided``), a refusal
+        goes back into the modal; otherwise every outcome is told by message."""
         view = body["view"]
         meta = json.loads(view.get("private_metadata") or "{}")
         channel_id, round_id = meta["channel"], int(meta["round"])
-        answers, anonymous = blocks.modal_answers(view)
+        answers, anonymous = blocks.modal_answers(view)  # modal values arrive unencoded
         user = body["user"]
-        actor = await self._actor(user["id"], user.get("name") or user.get("username"))
-        event = FormSubmitted(actor, f"{PLATFORM}:{channel_id}", round_id, answers, anonymous)
-        await self._handle_and_tell(event, channel_id, user["id"], thread_ts=None)
+        try:
+            actor = await self._actor(user["id"], user.get("name") or user.get("username"))
+            event = FormSubmitted(actor, f"{PLATFORM}:{channel_id}", round_id, answers, anonymous)
+            replies = await self._handle(event)
+        except Exception:
+            log.exception("handling a Slack form failed")
+            replies = [Reply("Sorry, saving that failed on our side; please try again.")]
+        saved = any(isinstance(r, Reply) and r.confirms_save for r in replies)
+        if decided is not None and not decided.done():
+            if not saved:
+                reason = " ".join(r.text for r in replies if isinstance(r, Reply))
+                decided.set_result({blocks.error_block(view): reason or "Nothing was saved."})
+                return
+            decided.set_result(None)
+        for reply in replies:
+            await self._ephemeral(channel_id, user["id"], reply)
 
     async def _message(self, body: dict) -> None:
         event = body.get("event") or {}
@@ -294,7 +410,7 @@ class SlackAdapter:
                 return None
             if message.get("text") == previous.get("text"):
                 return None  # an unfurl or a reaction count, not an edit of the words
-            return MessageEdited(channel, message["ts"], message.get("text") or "")
+            return MessageEdited(channel, message["ts"], blocks.unescape(message.get("text") or ""))
         if subtype == "message_deleted":
             ref = event.get("deleted_ts") or (event.get("previous_message") or {}).get("ts")
             return MessageDeleted(channel, ref) if ref else None
@@ -303,9 +419,8 @@ class SlackAdapter:
         if not event.get("user") or event.get("user") == self.bot_user_id:
             return None
         actor = await self._actor(event["user"], None)
-        return MessagePosted(
-            actor, channel, event.get("text") or "", event["ts"], event["thread_ts"]
-        )
+        text = blocks.unescape(event.get("text") or "")  # stored as typed, escaped on the way out
+        return MessagePosted(actor, channel, text, event["ts"], event["thread_ts"])
 
     async def _handle(self, event: Incoming) -> list[Reply_]:
         """One channel's events are handled in the order they were acknowledged: the acks
@@ -328,14 +443,27 @@ class SlackAdapter:
     async def _ephemeral(
         self, channel_id: str, user_id: str, reply: Reply_ | str, *, thread_ts: str | None = None
     ) -> None:
-        payload = blocks.reply_payload(Reply(reply) if isinstance(reply, str) else reply)
+        """A message only ``user_id`` sees; if Slack refuses (someone answering by the form
+        in a public channel they have not joined gets ``user_not_in_channel``), it goes to
+        them as a direct message instead (chat.postMessage with the user id as channel,
+        https://docs.slack.dev/reference/methods/chat.postMessage#channels), so they still
+        learn their answer was saved."""
         extra = {"thread_ts": thread_ts} if thread_ts else {}
-        try:
-            await self.client.chat_postEphemeral(
-                channel=channel_id, user=user_id, **payload, **extra
-            )
-        except SlackApiError as exc:
-            log.warning("could not send an ephemeral reply in %s: %s", channel_id, _error(exc))
+        for payload in blocks.reply_payloads(Reply(reply) if isinstance(reply, str) else reply):
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=channel_id, user=user_id, **payload, **extra
+                )
+                continue
+            except SlackApiError as exc:
+                error = _error(exc)
+                if error not in NOT_THERE:
+                    log.warning("could not send an ephemeral reply in %s: %s", channel_id, error)
+                    continue
+            try:
+                await self.client.chat_postMessage(channel=user_id, **payload)
+            except SlackApiError as exc:
+                log.warning("could not tell %s by direct message either: %s", user_id, _error(exc))
 
     async def _actor(self, user_id: str, fallback: str | None) -> Actor:
         admins = self.runtime.library.current.config.admins
@@ -378,21 +506,22 @@ class SlackAdapter:
             )
             return Posted(message_ref=ts)
         if isinstance(message, Summary):
-            fallback = blocks.escape(render.summary_text(message))[:3000]
-            for chunk in blocks.summary_messages(message):
+            fallback = blocks.fallback(render.summary_text(message))
+            for n, chunk in enumerate(blocks.summary_messages(message)):
                 await self._send_keyed(
                     channel_id,
                     text=fallback,
                     blocks_=chunk,
                     thread_ts=message.thread_ref,
-                    broadcast=message.final and message.thread_ref is not None,
+                    # only the first part is shown in the channel; the rest stays in the thread
+                    broadcast=message.final and message.thread_ref is not None and n == 0,
                 )
                 fallback = "Digest (continued)"
             return None
         if isinstance(message, ThreadPost):
             await self._send_keyed(
                 channel_id,
-                text=blocks.escape(render.thread_post_text(message))[:3000],
+                text=blocks.fallback(render.thread_post_text(message)),
                 blocks_=blocks.thread_post_blocks(message),
                 thread_ts=message.thread_ref,
             )

@@ -1,0 +1,79 @@
+"""The person who acted always learns what happened (issue 12, defect 5)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.slack.conftest import ADMIN
+
+
+async def open_round(slack) -> int:
+    await slack.command("now")
+    await slack.settle()
+    return (await slack.runtime.store.open_round_in("slack:C1")).id
+
+
+async def open_form(slack, round_id: int, user: str = "UBOB") -> dict:
+    await slack.press_share(round_id, user)
+    await slack.settle()
+    return slack.fake.calls_to("views.open")[-1]["view"]
+
+
+async def test_a_form_answer_from_a_non_member_is_confirmed_by_direct_message(slack):
+    round_id = await open_round(slack)
+    view = await open_form(slack, round_id)
+    slack.fake.members["C1"] = {ADMIN}  # UBOB answers in a public channel without joining
+    assert await slack.submit(view, {1: "From outside"}, "UBOB") == 200
+    await slack.settle()
+    [row] = await slack.runtime.store.responses(round_id)
+    assert row.text == "From outside"
+    assert slack.fake.calls_to("chat.postEphemeral")[-1]["user"] == "UBOB"  # refused first
+    [dm] = slack.fake.dms["UBOB"]
+    assert dm["text"] == "Saved your answer to question 1. Thank you!"
+
+
+async def test_a_refused_form_stays_open_with_the_reason_and_nothing_else_is_sent(slack):
+    round_id = await open_round(slack)
+    view = await open_form(slack, round_id)
+    await slack.command("close")  # the round closes while the form is open
+    await slack.settle()
+    ephemerals = len(slack.fake.calls_to("chat.postEphemeral"))
+    status, body = await slack.submit_response(view, {2: "Too late, sadly"}, "UBOB")
+    await slack.settle()
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["response_action"] == "errors"
+    assert "closed" in answer["errors"]["q2"]  # shown under the question that was typed in
+    assert await slack.runtime.store.responses(round_id) == []
+    assert len(slack.fake.calls_to("chat.postEphemeral")) == ephemerals  # the modal says it
+
+
+async def test_a_saved_form_closes_the_modal(slack):
+    round_id = await open_round(slack)
+    view = await open_form(slack, round_id)
+    status, body = await slack.submit_response(view, {1: "Fine"}, "UBOB")
+    await slack.settle()
+    assert status == 200 and "errors" not in body
+    assert "Saved your answer" in slack.fake.calls_to("chat.postEphemeral")[-1]["text"]
+
+
+async def test_a_slow_save_closes_the_modal_and_confirms_by_message(slack):
+    slack.adapter.submit_wait = 0  # the save takes longer than the modal may wait
+    round_id = await open_round(slack)
+    view = await open_form(slack, round_id)
+    status, body = await slack.submit_response(view, {1: "Eventually"}, "UBOB")
+    await slack.settle()
+    assert status == 200 and "errors" not in body
+    assert "Saved your answer" in slack.fake.calls_to("chat.postEphemeral")[-1]["text"]
+
+
+async def test_a_form_held_back_by_a_rate_limit_until_its_trigger_expired_is_explained(slack):
+    round_id = await open_round(slack)
+    slack.fake.fail("views.open", status=429, error="ratelimited", retry_after=3)
+    slack.fake.fail("views.open", status=200, error="expired_trigger_id")
+    assert await slack.press_share(round_id, "UBOB") == 200
+    await slack.settle()
+    assert len(slack.fake.calls_to("views.open")) == 2  # waited Retry-After, then expired
+    told = slack.fake.calls_to("chat.postEphemeral")[-1]
+    assert told["user"] == "UBOB"
+    assert "form" in told["text"] and "again" in told["text"]
