@@ -116,6 +116,7 @@ class FakeSlack:
         self._changed = asyncio.Condition()
         self._ts = itertools.count(1)
         self._url_uses: dict[str, int] = defaultdict(int)
+        self.response_url_uses = RESPONSE_URL_USES  # raise it for tests that reuse one URL
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -337,7 +338,7 @@ class FakeSlack:
     async def _response_url(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self._url_uses[name] += 1
-        if self._url_uses[name] > RESPONSE_URL_USES:
+        if self._url_uses[name] > self.response_url_uses:
             return web.Response(status=404, text="used_url")
         self.responses.append(await request.json())
         async with self._changed:
