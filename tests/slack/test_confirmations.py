@@ -77,3 +77,18 @@ async def test_a_form_held_back_by_a_rate_limit_until_its_trigger_expired_is_exp
     told = slack.fake.calls_to("chat.postEphemeral")[-1]
     assert told["user"] == "UBOB"
     assert "form" in told["text"] and "again" in told["text"]
+
+
+async def test_a_form_that_fails_on_our_side_stays_open_to_try_again(slack, monkeypatch):
+    round_id = await open_round(slack)
+    view = await open_form(slack, round_id)
+
+    async def broken(event):
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(slack.runtime.dispatcher, "handle", broken)
+    status, body = await slack.submit_response(view, {1: "Keep this text"}, "UBOB")
+    await slack.settle()
+    answer = json.loads(body)
+    assert status == 200 and answer["response_action"] == "errors"
+    assert "try again" in answer["errors"]["q1"]

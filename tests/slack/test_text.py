@@ -250,3 +250,32 @@ async def test_a_closed_rounds_answers_do_not_change_on_edit_or_delete(slack):
     await slack.settle()
     [row] = await slack.runtime.store.responses(round_id)
     assert row.text == "as it was"
+
+
+def test_a_reply_longer_than_five_messages_says_what_did_not_fit():
+    from bot.core.events import Reply
+
+    reply = Reply("\n".join(f"line {n} " + "r" * 100 for n in range(400)))
+    payloads = blocks.reply_payloads(reply, max_messages=5)
+    assert len(payloads) == 5 and all(len(p["text"]) <= 4000 for p in payloads)
+    assert "more characters did not fit" in payloads[-1]["text"]
+    everything = blocks.reply_payloads(reply)
+    assert "".join(p["text"] for p in everything).count("line ") == 400
+
+
+async def test_results_needing_more_than_five_replies_end_with_what_was_left_out(slack):
+    await open_round(slack)
+    for n in range(30):
+        await slack.command(f"answer 1 answer-{n:02d} " + "x" * 2900, user=f"U{n:02d}")
+        await slack.settle()
+    before = len(slack.fake.responses)
+    await slack.command("results", user="UBOB")
+    await slack.settle()
+    results = slack.fake.responses[before:]
+    assert len(results) == 5  # all a response_url takes
+    assert all(block_problems(r["blocks"]) == [] for r in results)
+    text = sections_text(results)
+    shown_answers = sum(f"answer-{n:02d} " + "x" * 2900 in text for n in range(30))
+    note = results[-1]["blocks"][-1]["elements"][0]["text"]
+    assert f"{30 - shown_answers} more answers did not fit here" in note
+    assert 0 < shown_answers < 30

@@ -350,8 +350,15 @@ def reply_payloads(
     if isinstance(reply, Reply):
         text = escape(reply.text)
         code = "\n  " in text  # aligned listings (help, sets) keep their layout
-        room = TEXT_LIMIT - (6 if code else 0)
+        room = TEXT_LIMIT - (6 if code else 0) - 120
         chunks = split_text(text, room)
+        if max_messages is not None and len(chunks) > max_messages:
+            left = sum(len(c) for c in chunks[max_messages:])
+            chunks = chunks[:max_messages]
+            chunks[-1] += (
+                f"\n… about {left:,} more characters did not fit in the {max_messages} "
+                "replies Slack allows a command."
+            )
         return [{"text": f"```{c}```" if code else c} for c in chunks]
     if isinstance(reply, Summary):
         text = fallback(render.summary_text(reply))
