@@ -128,3 +128,13 @@ async def test_well_formed_requests_still_work(slack):
         assert r.status == 200 and "xyz" in await r.text()
     await slack.settle()
     assert "Roundtable commands" in slack.fake.responses[0]["text"]
+
+
+async def test_slacks_rate_limit_notice_is_acknowledged_with_one_line(slack, caplog):
+    body = json.dumps(
+        {"token": "t", "type": "app_rate_limited", "team_id": "T1", "minute_rate_limited": 1}
+    ).encode()
+    with caplog.at_level(logging.INFO):
+        assert await post(slack, body, JSON, signed(body)) == 200
+    [line] = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert "app_rate_limited" in line.getMessage()

@@ -11,7 +11,7 @@ import pytest
 
 from bot.adapters import StartupError
 from bot.adapters.slack import SlackAdapter
-from bot.config import SlackSettings
+from bot.config import Secrets, SlackSettings
 from tests.slack.conftest import CONFIG, Sleeps, make_runtime
 from tests.support import REPO, write_library
 
@@ -30,6 +30,21 @@ async def test_a_wrong_token_stops_start_with_one_line_naming_the_variable(
         await runtime.close()
     message = str(raised.value)
     assert "SLACK_BOT_TOKEN" in message and "invalid_auth" in message and "\n" not in message
+
+
+async def test_a_wrong_app_token_in_socket_mode_is_one_line_naming_the_variable(
+    tmp_path, sqlite_url, fake
+):
+    fake.fail("apps.connections.open", status=200, error="invalid_auth")
+    secrets = Secrets(slack_bot_token="xoxb-t", slack_app_token="xapp-wrong")
+    runtime = await make_runtime(tmp_path, sqlite_url, fake, mode="socket", secrets=secrets)
+    adapter = SlackAdapter(runtime, sleep=Sleeps())
+    try:
+        with pytest.raises(StartupError, match="SLACK_APP_TOKEN"):
+            await adapter.start(host="127.0.0.1", port=0)
+    finally:
+        await adapter.stop()
+        await runtime.close()
 
 
 async def test_roundtable_run_with_a_wrong_token_exits_non_zero_with_one_line(tmp_path, fake):

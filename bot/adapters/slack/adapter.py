@@ -95,7 +95,7 @@ class SlackAdapter:
         secrets = runtime.secrets
         settings = runtime.library.current.config.slack
         if not secrets.slack_bot_token:
-            raise RuntimeError("SLACK_BOT_TOKEN is not set")
+            raise StartupError("SLACK_BOT_TOKEN is not set")
         self.runtime = runtime
         self.dispatcher = runtime.dispatcher
         self.store = runtime.store
@@ -103,7 +103,7 @@ class SlackAdapter:
         self.settings = settings
         self.socket_mode = bool(secrets.slack_app_token) and settings.mode != "http"
         if not self.socket_mode and not secrets.slack_signing_secret:
-            raise RuntimeError(
+            raise StartupError(
                 "Slack HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)"
             )
         self._app_token = secrets.slack_app_token
@@ -183,9 +183,20 @@ class SlackAdapter:
             self._socket = AsyncSocketModeHandler(
                 self.app, self._app_token, web_client=self.client, ping_interval=self.ping_interval
             )
+            try:  # checks SLACK_APP_TOKEN once, here; the client itself retries forever
+                opened = await self.client.apps_connections_open(app_token=self._app_token)
+                self._socket.client.wss_uri = opened["url"]
+            except SlackApiError as exc:
+                error = _error(exc)
+                if error in TOKEN_ERRORS:
+                    raise StartupError(
+                        f"Slack refused SLACK_APP_TOKEN ({error}): check that it is an app-level "
+                        "token (xapp-…) with the connections:write scope."
+                    ) from None
+                log.warning("apps.connections.open failed (%s); the client will retry", error)
             await self._socket.connect_async()
         self._started = True
-        mode = "Socket Mode" if self.socket_mode else f"HTTP mode on port {self.port}"
+        mode = "Socket Mode" if self.socket_mode else f"HTTP mode on {host}:{self.port}"
         log.info("Slack adapter ready (%s)", mode)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -231,6 +242,9 @@ class SlackAdapter:
             body = await request.read()
             requests.verify(body, request.headers, self._signing_secret or "", time.time())
             text = requests.check(body, request.content_type)
+        except requests.Notice as exc:
+            log.warning("Slack says: %s", exc.reason)
+            return web.json_response({"ok": True}, status=exc.status)
         except requests.Rejected as exc:
             log.warning("refused a request to /slack/events: %s", exc.reason)
             return web.json_response({"error": exc.reason}, status=exc.status)

@@ -33,6 +33,13 @@ class Rejected(Exception):
         self.reason = reason
 
 
+class Notice(Rejected):
+    """Not for Bolt, but fine: acknowledged with 200 after one log line."""
+
+    def __init__(self, reason: str):
+        super().__init__(200, reason)
+
+
 def verify(body: bytes, headers: Mapping[str, str], secret: str, now: float) -> None:
     """Raise ``Rejected(401)`` unless the request is signed with ``secret`` and fresh."""
     timestamp = headers.get("X-Slack-Request-Timestamp", "")
@@ -150,6 +157,11 @@ def _check_event(body: Mapping[str, Any]) -> None:
     if kind == "url_verification":
         _need(body, "challenge")
         return
+    if kind == "app_rate_limited":  # https://docs.slack.dev/apis/events-api#rate-limiting
+        raise Notice(
+            "more than 30,000 events in an hour; some message events are not being "
+            "delivered (app_rate_limited)"
+        )
     if kind != "event_callback":
         raise Rejected(400, "unknown body type")
     _need(body, "event_id")
