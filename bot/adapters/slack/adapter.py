@@ -382,6 +382,18 @@ class SlackAdapter:
         except Exception:
             log.exception("handling a Slack form failed")
             replies = [Reply("Sorry, saving that failed on our side; please try again.")]
+        await self._settle_form(replies, view, channel_id, user["id"], decided)
+
+    async def _settle_form(
+        self,
+        replies: list[Reply_],
+        view: dict,
+        channel_id: str,
+        user_id: str,
+        decided: asyncio.Future[dict[str, str] | None] | None,
+    ) -> None:
+        """A refusal goes back into the still-open modal (``decided``); a save, or any
+        outcome once the modal has closed, is told by message."""
         saved = any(isinstance(r, Reply) and r.confirms_save for r in replies)
         if decided is not None and not decided.done():
             if not saved:
@@ -390,7 +402,7 @@ class SlackAdapter:
                 return
             decided.set_result(None)
         for reply in replies:
-            await self._ephemeral(channel_id, user["id"], reply)
+            await self._ephemeral(channel_id, user_id, reply)
 
     async def _message(self, body: dict) -> None:
         event = body.get("event") or {}
