@@ -239,6 +239,8 @@ class FakeSlack:
             return self._error(self.refuse[channel])
         if not p.get("text") and not p.get("blocks"):
             return self._error("no_text")
+        if len(p.get("text") or "") > 40_000:  # Slack truncates past 40,000 characters
+            return self._error("msg_too_long")
         if "blocks" in p and (problems := block_problems(p["blocks"])):
             return self._error("invalid_blocks", *problems)
         ts = self._next_ts()

@@ -129,6 +129,11 @@ async def test_a_long_round_post_keeps_every_question_and_the_whole_title(
             assert f"{i}. Question number {i} " + "q" * 900 in text
         assert summary.count("word") == text.count("word")
         assert title in text  # the header is shortened, the full title is right below
+        await slack.command("close")
+        await slack.settle()
+        digest = slack.fake.posted("C1")[-1]
+        assert digest["blocks"][0]["type"] == "header" and title in shown(digest)
+        assert block_problems(digest["blocks"]) == []
 
 
 async def test_results_and_digest_show_every_long_answer_and_only_the_first_part_is_broadcast(
