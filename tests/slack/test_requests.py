@@ -138,3 +138,105 @@ async def test_slacks_rate_limit_notice_is_acknowledged_with_one_line(slack, cap
         assert await post(slack, body, JSON, signed(body)) == 200
     [line] = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert "app_rate_limited" in line.getMessage()
+
+
+def test_mutated_bodies_are_accepted_or_refused_never_crash():
+    """Fixed-seed mutations of real payloads: ``check`` returns text or raises Rejected."""
+    import random
+
+    from bot.adapters.slack import requests
+    from tests.slack.conftest import command_form
+    from tests.slack.fake_slack import FakeSlack
+
+    seeds = [
+        (
+            json.dumps(
+                event_body(message_event("1: hi", user="U1", ts="1.2", thread_ts="1.1"), "E")
+            ).encode(),
+            JSON,
+        ),
+        (urlencode(command_form(FakeSlack(), "answer 1 R&D", "U1", "C1", 1)).encode(), FORM),
+        (
+            interaction(
+                json.dumps(
+                    {
+                        "type": "view_submission",
+                        "user": {"id": "U1"},
+                        "view": {
+                            "callback_id": "roundtable_answers",
+                            "private_metadata": '{"round": 1, "channel": "C1"}',
+                            "state": {"values": {"q1": {"answer": {"value": "x"}}}},
+                        },
+                    }
+                )
+            ),
+            FORM,
+        ),
+    ]
+    rng = random.Random(12)
+    outcomes = {"accepted": 0, "refused": 0}
+    for _ in range(3000):
+        body, content_type = rng.choice(seeds)
+        data = bytearray(body)
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(data))
+            choice = rng.random()
+            if choice < 0.4:
+                data[i] = rng.randrange(256)
+            elif choice < 0.7:
+                del data[i]
+            else:
+                data[i:i] = bytes([rng.randrange(256)])
+        try:
+            requests.check(bytes(data), content_type)
+            outcomes["accepted"] += 1
+        except requests.Rejected as exc:
+            assert exc.status == 400
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
+
+
+async def test_mutated_signed_requests_through_the_server_never_500(slack, caplog):
+    """The same mutations, signed and sent to the running app: 200 or 400, no traceback."""
+    import random
+
+    from tests.slack.conftest import command_form
+
+    round_id = 1
+    seeds = [
+        (
+            json.dumps(
+                event_body(message_event("1: hi", user="U1", ts="1.2", thread_ts="1.1"), "E")
+            ).encode(),
+            JSON,
+        ),
+        (urlencode(command_form(slack.fake, "help", "U1", "C1", 1)).encode(), FORM),
+        (
+            interaction(
+                json.dumps(
+                    {
+                        "type": "block_actions",
+                        "user": {"id": "U1"},
+                        "trigger_id": "t",
+                        "channel": {"id": "C1"},
+                        "actions": [{"action_id": "roundtable_share", "value": str(round_id)}],
+                    }
+                )
+            ),
+            FORM,
+        ),
+    ]
+    rng = random.Random(7)
+    statuses = set()
+    with caplog.at_level(logging.INFO):
+        for _ in range(150):
+            body, content_type = rng.choice(seeds)
+            data = bytearray(body)
+            i = rng.randrange(len(data))
+            data[i] = rng.randrange(256)
+            statuses.add(await post(slack, bytes(data), content_type, signed(bytes(data))))
+        await slack.settle()
+    assert statuses <= {200, 400}
+    assert not [r for r in caplog.records if r.exc_info], [
+        r.getMessage() for r in caplog.records if r.exc_info
+    ]

@@ -330,7 +330,11 @@ class SlackAdapter:
             payloads = blocks.reply_payloads(reply, max_messages=room)
             public = isinstance(reply, Reply) and not reply.ephemeral
             for payload in payloads[:room]:
-                await respond(**payload, response_type="in_channel" if public else "ephemeral")
+                try:
+                    await respond(**payload, response_type="in_channel" if public else "ephemeral")
+                except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                    log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+                    return
             left -= min(room, len(payloads))
 
     async def _open_modal(self, body: dict) -> None:
