@@ -493,7 +493,8 @@ class SlackAdapter:
             try:
                 await self.client.chat_postMessage(channel=user_id, **payload)
             except SlackApiError as exc:
-                log.warning("could not tell %s by direct message either: %s", user_id, _error(exc))
+                # no user id here: the log must not tie an (anonymous) answer to anyone
+                log.warning("could not send a direct message either: %s", _error(exc))
 
     async def _actor(self, user_id: str, fallback: str | None) -> Actor:
         admins = self.runtime.library.current.config.admins
