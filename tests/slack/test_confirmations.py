@@ -92,3 +92,47 @@ async def test_a_form_that_fails_on_our_side_stays_open_to_try_again(slack, monk
     answer = json.loads(body)
     assert status == 200 and answer["response_action"] == "errors"
     assert "try again" in answer["errors"]["q1"]
+
+
+async def test_over_socket_mode_a_refused_form_stays_open_too(tmp_path, sqlite_url, fake):
+    """The same ``response_action: errors``, sent back in the envelope's acknowledgement
+    (https://docs.slack.dev/apis/events-api/using-socket-mode#acknowledge)."""
+    from bot.adapters.slack import SlackAdapter, blocks
+    from bot.config import Secrets
+    from tests.slack.conftest import APP_TOKEN, BOT_TOKEN, Sleeps, make_runtime
+
+    secrets = Secrets(slack_bot_token=BOT_TOKEN, slack_app_token=APP_TOKEN)
+    runtime = await make_runtime(tmp_path, sqlite_url, fake, mode="socket", secrets=secrets)
+    adapter = SlackAdapter(runtime, sleep=Sleeps(), ping_interval=0.2)
+    await adapter.start(host="127.0.0.1", port=0)
+    try:
+        await fake.wait_for(lambda: fake.connections == 1)
+        view = blocks.answer_modal(999, "C1", "Gone", ["Q one?"], False)  # no such round
+        values = {"q1": {"answer": {"type": "plain_text_input", "value": "typed text"}}}
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T1"},
+            "user": {"id": "UBOB", "username": "ubob", "name": "ubob", "team_id": "T1"},
+            "api_app_id": "A1",
+            "token": "legacy",
+            "trigger_id": "trigger-s1",
+            "view": {**view, "id": "V1", "state": {"values": values}, "hash": "h"},
+            "response_urls": [],
+        }
+        envelope = {
+            "envelope_id": "env-form",
+            "type": "interactive",
+            "accepts_response_payload": True,
+            "payload": payload,
+        }
+        await fake.wait_for(lambda: fake._ws is not None)
+        await fake.send_envelope(envelope)
+        await fake.wait_for(lambda: any(a.get("envelope_id") == "env-form" for a in fake.acks))
+        [ack] = [a for a in fake.acks if a.get("envelope_id") == "env-form"]
+        assert ack["payload"]["response_action"] == "errors"
+        assert "no longer exists" in ack["payload"]["errors"]["q1"]
+        await adapter.drain()
+        assert fake.calls_to("chat.postEphemeral") == []
+    finally:
+        await adapter.stop()
+        await runtime.close()
