@@ -304,6 +304,8 @@ def _paginate(pieces: list[_Piece], continued: str) -> list[list[_Piece]]:
 
 
 def _cut_to(messages: list[list[_Piece]], limit: int, total: int, final: bool) -> list[list[Block]]:
+    """The first ``limit`` messages; the last ends by saying how many answers are not
+    shown and where every one of them can be read."""
     kept = [list(m) for m in messages[:limit]]
     last = kept[-1]
     note_room = 1
