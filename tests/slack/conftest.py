@@ -77,6 +77,7 @@ def command_form(fake: FakeSlack, text: str, user: str, channel: str, n: int) ->
     return {
         "token": "legacy",
         "team_id": "T1",
+        "team_domain": "roundtable-test",
         "channel_id": channel,
         "channel_name": "general",
         "user_id": user,
@@ -86,6 +87,7 @@ def command_form(fake: FakeSlack, text: str, user: str, channel: str, n: int) ->
         "api_app_id": "A1",
         "response_url": fake.response_url(f"r{n}"),
         "trigger_id": f"trigger-{n}",
+        "is_enterprise_install": "false",
     }
 
 
@@ -153,7 +155,11 @@ def event_body(event: dict, event_id: str) -> dict[str, Any]:
         "type": "event_callback",
         "event_id": event_id,
         "event_time": 1700000000,
-        "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+        "authorizations": [
+            {"team_id": "T1", "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False}
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": f"4-{event_id}",
     }
 
 
@@ -215,6 +221,8 @@ class Harness:
                 **self._envelope(user),
                 "container": {"type": "message", "message_ts": "1.0", "channel_id": channel},
                 "channel": {"id": channel, "name": "general"},
+                "message": {"type": "message", "ts": "1.0", "bot_id": "BBOT"},
+                "response_url": self.fake.response_url(f"share-{next(self._n)}"),
                 "actions": [
                     {
                         "type": "button",
