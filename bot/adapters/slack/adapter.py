@@ -374,11 +374,18 @@ class SlackAdapter:
     ) -> None:
         """Save the form's answers. While the listener still waits (``decided``), a refusal
         goes back into the modal; otherwise every outcome is told by message."""
-        view = body["view"]
-        meta = json.loads(view.get("private_metadata") or "{}")
-        channel_id, round_id = meta["channel"], int(meta["round"])
-        answers, anonymous = blocks.modal_answers(view)  # modal values arrive unencoded
-        user = body["user"]
+        view = body.get("view") or {}
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            channel_id, round_id = str(meta["channel"]), int(meta["round"])
+            answers, anonymous = blocks.modal_answers(view)  # modal values arrive unencoded
+            user = body["user"]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("a form submission did not say which round it is for")
+            if decided is not None and not decided.done():
+                stale = "This form is out of date; close it and press *Share your thoughts* again."
+                decided.set_result({blocks.error_block(view): stale})
+            return
         try:
             actor = await self._actor(user["id"], user.get("name") or user.get("username"))
             event = FormSubmitted(actor, f"{PLATFORM}:{channel_id}", round_id, answers, anonymous)
