@@ -86,11 +86,7 @@ async def test_a_form_that_fails_on_our_side_stays_open_to_try_again(slack, monk
     async def broken(event):
         raise RuntimeError("a bug on our side")
 
-    inbox = getattr(slack.runtime.dispatcher, "inbox", None)  # with the durable inbox
-    if inbox is not None:
-        monkeypatch.setattr(inbox, "_handle", broken)
-    else:
-        monkeypatch.setattr(slack.runtime.dispatcher, "handle", broken)
+    monkeypatch.setattr(slack.runtime.dispatcher.inbox, "_handle", broken)
     status, body = await slack.submit_response(view, {1: "Keep this text"}, "UBOB")
     await slack.settle()
     answer = json.loads(body)
@@ -140,3 +136,26 @@ async def test_over_socket_mode_a_refused_form_stays_open_too(tmp_path, sqlite_u
     finally:
         await adapter.stop()
         await runtime.close()
+
+
+async def test_a_form_kept_for_later_by_a_database_outage_closes_and_says_so(slack, monkeypatch):
+    """The inbox holds the submission while the database is away: no reason to keep the
+    modal open (nothing to fix), and the person learns it will be carried out."""
+    from bot.core.inbox import DELAYED
+
+    round_id = await open_round(slack)
+    view = await open_form(slack, round_id)
+    inbox = slack.runtime.dispatcher.inbox
+
+    async def away(event):
+        raise ConnectionError("database restarting")
+
+    async def no_wait(seconds):
+        return None
+
+    monkeypatch.setattr(inbox, "_handle", away)
+    monkeypatch.setattr(inbox, "_sleep", no_wait)
+    status, body = await slack.submit_response(view, {1: "Later is fine"}, "UBOB")
+    await slack.settle()
+    assert status == 200 and "errors" not in body
+    assert slack.fake.calls_to("chat.postEphemeral")[-1]["text"] == DELAYED
