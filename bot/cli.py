@@ -97,8 +97,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         except SecretProblem as exc:
             print(f"Refusing to start: {exc}", file=sys.stderr)
             return 1
+        from bot.adapters import StartupError
+
         try:
             await run(runtime)
+        except StartupError as exc:
+            print(f"Refusing to start: {exc}", file=sys.stderr)
+            return 1
         finally:
             await runtime.close()
         return 0
