@@ -193,7 +193,7 @@ def _read_or_create(path: Path) -> bytes:
         except FileExistsError:
             pass  # another process created it first: use theirs
         else:
-            log.warning(
+            log.info(  # a first-run notice, not a problem
                 "created the key file %s for anonymous answers; back it up separately "
                 "from the database (see docs/privacy.md)",
                 path,
