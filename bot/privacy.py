@@ -114,18 +114,17 @@ async def forget_person(service: RoundService, author_id: str) -> db.Forgotten:
     the dedup rows naming the deleted messages. One transaction."""
     platform, _, user = author_id.partition(":")
     actor = Actor(platform, user, "")
-    async with service.store.session() as s:
-        aliases: dict[int, str] = {}
+    async with service.store.transaction() as s:
+        anonymous_ids: list[int] = []
         unreadable = 0
         for round_ in await db.open_rounds_with_keys(s):
-            try:
-                alias = service.pseudonym_in(round_, actor)
+            try:  # tags are randomised: the round's are opened to find this person's
+                mine = await service.anonymous_rows_of(round_, actor)
             except KeyUnavailable:
                 unreadable += 1
                 continue
-            if alias is not None:
-                aliases[round_.id] = alias
-        named, anonymous, refs = await db.forget_answers(s, actor.key, aliases)
+            anonymous_ids += [rid for rid, _, _ in mine]
+        named, anonymous, refs = await db.forget_answers(s, actor.key, anonymous_ids)
         dedup = await db.forget_dedup_rows(s, refs)
     log.info("forget-me: deleted %d answer(s) and %d dedup row(s)", named + anonymous, dedup)
     return db.Forgotten(named, anonymous, dedup, unreadable)

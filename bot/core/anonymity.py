@@ -1,12 +1,13 @@
-"""Keyed pseudonyms for anonymous answers, and the server secret that guards their keys.
+"""Author tags for anonymous answers, and the server secret that guards their keys.
 
-An anonymous answer stores no author id, only ``HMAC(round key, "platform:user")``.
-While the round is open its author can still edit or withdraw it (we recompute the
-pseudonym). The round key itself is stored only sealed (AES-GCM, round id as associated
+An anonymous answer stores no author id, only a randomised tag: its author's keyed hash
+``HMAC(round key, "platform:user")`` sealed under the round key with a fresh nonce
+(``RoundTags``), so no two tags compare equal. While the round is open its author can
+still edit or withdraw it (we open the round's tags and look for their hash). The round key itself is stored only sealed (AES-GCM, round id as associated
 data) under a server secret that never enters the database: ``ROUNDTABLE_SECRET`` from
 the environment, else a key file created on first run next to (never inside) the
 database. So a copy of the database alone links nothing. When the round closes the key
-and every pseudonym of the round are erased, and then nothing links them at all.
+and every tag of the round are erased, and then nothing links them at all.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import logging
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,85 @@ def new_round_key() -> bytes:
 
 
 def pseudonym(round_key: bytes, actor_key: str) -> str:
+    """The keyed hash older releases stored as is (now only ever stored sealed, see
+    ``RoundTags``)."""
     return hmac.new(round_key, actor_key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+_TAG_VERSION = b"\x02"
+_TAG_LENGTH = 82  # base64url of version + nonce + 32-byte alias + 16-byte GCM tag
+
+
+class RoundTags:
+    """Author tags of one round's anonymous answers.
+
+    A tag is AES-GCM (a key derived from the round key with HKDF, a random 96-bit nonce,
+    the round id as associated data) over the author's alias in the round,
+    ``HMAC-SHA256(round key, "platform:user")``. The nonce makes every tag different, so
+    no two rows can be compared without the round key: nothing groups one person's
+    answers, not in the live table and not in old row versions or the WAL. Opening the
+    tags (which needs the round key, so the server secret) gives the aliases back; that
+    is how an author's rows are found while the round is open. The alias (not the id)
+    is sealed so tags have one length and a lost-secret or migrated row (whose HMAC
+    is all there is) has the same form.
+    """
+
+    def __init__(self, round_id: int, round_key: bytes):
+        self.round_id = round_id
+        self._round_key = round_key
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"roundtable answer tag v1"
+        ).derive(round_key)
+        self._aead = AESGCM(derived)
+        self._ad = f"roundtable anonymous answer author v1 / round {round_id}".encode()
+
+    def alias(self, actor_key: str) -> bytes:
+        return hmac.new(self._round_key, actor_key.encode("utf-8"), hashlib.sha256).digest()
+
+    def seal(self, alias: bytes) -> str:
+        """A fresh tag for ``alias`` (a new nonce each call)."""
+        nonce = secrets.token_bytes(_NONCE)
+        body = _TAG_VERSION + nonce + self._aead.encrypt(nonce, alias, self._ad)
+        return base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
+
+    def tag(self, actor_key: str) -> str:
+        """The tag stored on a new anonymous answer (the one place tags are made)."""
+        return self.seal(self.alias(actor_key))
+
+    def open(self, tag: str | None) -> bytes | None:
+        """The alias in ``tag``; None when it cannot be opened (no tag, another key)."""
+        if not tag or len(tag) != _TAG_LENGTH:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(tag + "==")
+        except (binascii.Error, ValueError):
+            return None
+        if raw[:1] != _TAG_VERSION:
+            return None
+        try:
+            return self._aead.decrypt(raw[1 : 1 + _NONCE], raw[1 + _NONCE :], self._ad)
+        except InvalidTag:
+            return None
+
+    def rows_of(self, actor_key: str, rows: Iterable[tuple[int, str | None]]) -> list[int]:
+        """Ids of the rows (id, tag) whose tag opens to ``actor_key``'s alias."""
+        mine = self.alias(actor_key)
+        return [rid for rid, tag in rows if self.open(tag) == mine]
+
+
+def count_authors(tags: RoundTags | None, stored: Iterable[str | None]) -> int:
+    """Distinct authors among a round's anonymous answers. A tag that cannot be opened
+    (no key, or one sealed before the server secret was lost) counts as one person:
+    nothing can tell it apart any more."""
+    seen: set[bytes] = set()
+    unknown = 0
+    for tag in stored:
+        alias = tags.open(tag) if tags is not None else None
+        if alias is None:
+            unknown += 1
+        else:
+            seen.add(alias)
+    return len(seen) + unknown
 
 
 class SecretProblem(ValueError):

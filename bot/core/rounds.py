@@ -11,7 +11,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bot.config import Schedule
-from bot.core.anonymity import Keyring, KeyUnavailable, load_keyring, new_round_key, pseudonym
+from bot.core.anonymity import (
+    Keyring,
+    KeyUnavailable,
+    RoundTags,
+    count_authors,
+    load_keyring,
+    new_round_key,
+)
 from bot.core.clock import Clock
 from bot.core.events import (
     Actor,
@@ -28,7 +35,7 @@ from bot.library import Library
 from bot.plan import NextPrompt, pick_next, rotation_of, rotation_order
 from bot.prompts import Prompt
 from bot.storage.models import CLAIMED, POSTING, Response, RotationEntry, Round
-from bot.storage.privacy import replace_round_key
+from bot.storage.privacy import anonymous_tags, keyring_for, replace_round_key, set_answer_text
 from bot.storage.store import ChannelBusy, Store
 
 log = logging.getLogger(__name__)
@@ -100,14 +107,15 @@ class RoundService:
         self.store = store
         self.library = library
         self.clock = clock
-        self._keyring = keyring
+        if keyring is not None:
+            store.keyring = keyring  # the store opens tags with it when rounds close
 
     @property
     def keyring(self) -> Keyring:
         """The server secret's keyring; loaded (the key file created) on first need."""
-        if self._keyring is None:
-            self._keyring = load_keyring(self.store.engine.url)
-        return self._keyring
+        if self.store.keyring is None:
+            self.store.keyring = load_keyring(self.store.engine.url)
+        return self.store.keyring
 
     # ---- rotation -----------------------------------------------------------------------
 
@@ -413,16 +421,19 @@ class RoundService:
             raise AnswerRejected("This round is closed, so answers are no longer collected.")
         now = self.clock.now()
         if anonymous:
+            tags = RoundTags(round_.id, await self._anon_key(round_))
             row = Response(
                 round_id=round_.id,
                 anonymous=True,
-                pseudonym=pseudonym(await self._anon_key(round_), actor.key),
+                pseudonym=tags.tag(actor.key),
                 question=question,
                 text=text,
                 message_ref=None,
                 late=False,
                 created_at=now,
             )
+            # the same person's earlier anonymous answer to the same question is replaced
+            saved, updated = await self._save_anonymous(round_, row, tags, actor)
         else:
             row = Response(
                 round_id=round_.id,
@@ -435,7 +446,8 @@ class RoundService:
                 late=False,
                 created_at=now,
             )
-        saved, updated = await self.store.save_response(row, replace_same_question=True)
+        if not anonymous:
+            saved, updated = await self.store.save_response(row, replace_same_question=True)
         outcome = Outcome()
         if anonymous:
             label = f"Anonymous answer to Q{question}:" if question else "Anonymous answer:"
@@ -455,19 +467,46 @@ class RoundService:
     async def withdraw(self, round_: Round, actor: Actor) -> int:
         """Remove the actor's answers in an open round. Raises AnonymousLocked (after
         removing the named ones) when the round's key can no longer be opened."""
-        try:
-            alias = self.pseudonym_in(round_, actor)
-        except KeyUnavailable:
-            n = await self.store.delete_responses_of(round_.id, author_id=actor.key, pseudonym=None)
-            raise AnonymousLocked(n) from None
-        return await self.store.delete_responses_of(round_.id, author_id=actor.key, pseudonym=alias)
+        async with self.store.transaction():
+            try:
+                mine = [rid for rid, _, _ in await self.anonymous_rows_of(round_, actor)]
+            except KeyUnavailable:
+                n = await self.store.delete_responses_of(round_.id, author_id=actor.key)
+                raise AnonymousLocked(n) from None
+            return await self.store.delete_responses_of(
+                round_.id, author_id=actor.key, anonymous_ids=mine
+            )
 
-    def pseudonym_in(self, round_: Round, actor: Actor) -> str | None:
-        """The actor's pseudonym in an open round (None before any anonymous answer).
-        Raises KeyUnavailable when the server secret that sealed the key is gone."""
-        if round_.anon_key is None:
-            return None
-        return pseudonym(self.keyring.open(round_.id, round_.anon_key), actor.key)
+    async def anonymous_rows_of(
+        self, round_: Round, actor: Actor, tags: RoundTags | None = None
+    ) -> list[tuple[int, int | None, str | None]]:
+        """(id, question, tag) of the actor's anonymous answers in an open round: the
+        round's tags are loaded and opened here (they are randomised, so SQL cannot
+        compare them). Raises KeyUnavailable when the server secret that sealed the
+        round's key is gone."""
+        if tags is None:
+            if round_.anon_key is None:
+                return []
+            tags = RoundTags(round_.id, self.keyring.open(round_.id, round_.anon_key))
+        async with self.store.session() as s:
+            rows = await anonymous_tags(s, round_.id)
+        mine = tags.alias(actor.key)
+        return [(rid, q, tag) for rid, q, tag in rows if tags.open(tag) == mine]
+
+    async def _save_anonymous(
+        self, round_: Round, row: Response, tags: RoundTags, actor: Actor
+    ) -> tuple[Response, bool]:
+        """Insert an anonymous answer, or update the same person's earlier one to the same
+        question (found by opening the round's tags). Returns (row, was_update)."""
+        async with self.store.transaction():
+            mine = await self.anonymous_rows_of(round_, actor, tags)
+            earlier = next(((rid, tag) for rid, q, tag in mine if q == row.question), None)
+            if earlier is None:
+                return await self.store.save_response(row, replace_same_question=False)
+            row.id, row.pseudonym, row.edited_at = earlier[0], earlier[1], row.created_at
+            async with self.store.session() as s:
+                await set_answer_text(s, row.id, row.text, row.created_at)
+            return row, True
 
     async def _anon_key(self, round_: Round) -> bytes:
         """The round's key, created (sealed under the server secret) when first needed.
@@ -497,22 +536,38 @@ class RoundService:
     # ---- views --------------------------------------------------------------------------
 
     async def summary(self, round_: Round, *, final: bool) -> Summary:
-        return build_summary(round_, await self.store.responses(round_.id), final=final)
+        responses = await self.store.responses(round_.id)
+        tags = None
+        if round_.respondents is None and any(r.anonymous for r in responses):
+            async with self.store.session() as s:  # an open round: its tags are opened
+                fresh = await s.get(Round, round_.id, populate_existing=True)
+                if fresh is not None:
+                    round_ = fresh  # its key now (or its counts, if it closed meanwhile)
+                if round_.anon_key is not None:
+                    try:
+                        key = keyring_for(s).open(round_.id, round_.anon_key)
+                        tags = RoundTags(round_.id, key)
+                    except KeyUnavailable:
+                        tags = None
+        return build_summary(round_, responses, final=final, tags=tags)
 
 
-def respondent_counts(round_: Round, responses: list[Response]) -> tuple[int, int]:
-    """(people who answered, people who answered anonymously). Open rounds count by
-    author and pseudonym; a closed round's pseudonyms are erased, so it uses the counts
-    taken in its closing transaction."""
+def respondent_counts(
+    round_: Round, responses: list[Response], tags: RoundTags | None = None
+) -> tuple[int, int]:
+    """(people who answered, people who answered anonymously). Open rounds count named
+    authors by id and anonymous ones by opening their tags (``tags``: the round's key;
+    without it each anonymous answer counts as one person); a closed round's tags are
+    erased, so it uses the counts taken in its closing transaction."""
     if round_.respondents is not None and round_.anonymous_respondents is not None:
         return round_.respondents, round_.anonymous_respondents
-    return (
-        len({r.author_id or r.pseudonym for r in responses}),
-        len({r.pseudonym for r in responses if r.anonymous}),
-    )
+    anon = count_authors(tags, [r.pseudonym for r in responses if r.anonymous])
+    return len({r.author_id for r in responses if not r.anonymous}) + anon, anon
 
 
-def build_summary(round_: Round, responses: list[Response], *, final: bool) -> Summary:
+def build_summary(
+    round_: Round, responses: list[Response], *, final: bool, tags: RoundTags | None = None
+) -> Summary:
     """Group answers per question without exposing who was anonymous.
 
     Anonymous answers are listed after named ones, sorted by text rather than by time,
@@ -522,7 +577,7 @@ def build_summary(round_: Round, responses: list[Response], *, final: bool) -> S
     be singled out by which question it went to.
     """
     prompt = PromptView.from_json(round_.prompt_snapshot)
-    respondents, anon_people = respondent_counts(round_, responses)
+    respondents, anon_people = respondent_counts(round_, responses, tags)
     pool_anonymous = 0 < anon_people < round_.min_anonymous_group
     numbers: list[int | None] = [*range(1, len(prompt.questions) + 1), None]
     groups = []

@@ -2,8 +2,8 @@
 
 Privacy is a property of this schema, not just of the views: there is no table of
 members, no per-person counter, and an anonymous response has no author column value,
-only a pseudonym keyed by a per-round secret. That secret is stored only sealed under
-the server's secret (which never enters the database), and it and every pseudonym of
+only a randomised tag that the per-round secret opens. That secret is stored only sealed
+under the server's secret (which never enters the database), and it and every tag of
 the round are erased when the round closes (see bot.core.anonymity, docs/privacy.md).
 """
 
@@ -101,7 +101,7 @@ class Round(Base):
     prompt_snapshot: Mapped[dict] = mapped_column(JSON)
     anonymous_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
     min_anonymous_group: Mapped[int] = mapped_column(Integer, default=3)
-    # Per-round secret for anonymous pseudonyms, sealed (AES-GCM) under the server secret;
+    # Per-round secret for anonymous answers' tags, sealed (AES-GCM) under the server secret;
     # created at the first anonymous answer, set to NULL when the round closes.
     anon_key: Mapped[bytes | None] = mapped_column(LargeBinary())
     message_ref: Mapped[str | None] = mapped_column(String(100))  # platform id of the post
@@ -113,7 +113,7 @@ class Round(Base):
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # Counted when the round closes, just before its pseudonyms are erased (only then can
+    # Counted when the round closes, just before its tags are erased (only then can
     # anonymous answers still be told apart by author); NULL while open.
     respondents: Mapped[int | None] = mapped_column(Integer)
     anonymous_respondents: Mapped[int | None] = mapped_column(Integer)
@@ -128,7 +128,7 @@ class Round(Base):
 
 
 class Response(Base):
-    """One answer. Named answers carry the author; anonymous ones only a pseudonym."""
+    """One answer. Named answers carry the author; anonymous ones only a randomised tag."""
 
     __tablename__ = "responses"
     __table_args__ = (UniqueConstraint("round_id", "message_ref", name="uq_response_message"),)
@@ -138,7 +138,10 @@ class Response(Base):
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     author_id: Mapped[str | None] = mapped_column(String(200))  # "platform:user"; NULL if anonymous
     author_name: Mapped[str | None] = mapped_column(String(200))  # NULL if anonymous
-    pseudonym: Mapped[str | None] = mapped_column(String(64))  # HMAC; only for anonymous
+    # only for anonymous answers, while the round is open: the author's keyed hash sealed
+    # under the round key with a fresh nonce (bot.core.anonymity.RoundTags), so no two
+    # rows compare equal; the column keeps its old name
+    pseudonym: Mapped[str | None] = mapped_column(String(128))
     question: Mapped[int | None] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     message_ref: Mapped[str | None] = mapped_column(String(100))

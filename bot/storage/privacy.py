@@ -1,4 +1,4 @@
-"""Database work for privacy: erasing pseudonyms on close, forgetting a person, purging
+"""Database work for privacy: counting and erasing anonymous answers' tags on close, forgetting a person, purging
 old rounds. Kept out of ``store.py`` so the write path can change independently; the
 store calls ``close_anonymity`` in every transaction that closes rounds.
 """
@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from bot.core.anonymity import Keyring, KeyUnavailable, RoundTags, count_authors, load_keyring
 from bot.storage.models import (
     OPEN_STATUSES,
     InboxEntry,
@@ -29,31 +30,101 @@ log = logging.getLogger(__name__)
 # ---- closing ------------------------------------------------------------------------------
 
 
+def keyring_for(s: AsyncSession) -> Keyring:
+    """The server secret of the store this session belongs to (loaded on first need)."""
+    store = s.info["store"]
+    if store.keyring is None:
+        store.keyring = load_keyring(store.engine.url)
+    return store.keyring
+
+
+async def anonymous_tags(
+    s: AsyncSession, round_id: int
+) -> list[tuple[int, int | None, str | None]]:
+    """(id, question, tag) of every anonymous answer of a round: tags are randomised, so
+    a person's rows are found by opening them in Python (``RoundTags.rows_of``), never
+    by comparing in SQL. Rounds hold at most a few hundred answers."""
+    return [
+        tuple(row)
+        for row in (
+            await s.execute(
+                select(Response.id, Response.question, Response.pseudonym).where(
+                    Response.round_id == round_id, Response.anonymous.is_(True)
+                )
+            )
+        ).all()
+    ]
+
+
+def round_tags(s: AsyncSession, round_id: int, sealed: bytes | None) -> RoundTags | None:
+    """The round's tags opener; None when it has no key or the key cannot be opened."""
+    if sealed is None:
+        return None
+    try:
+        return RoundTags(round_id, keyring_for(s).open(round_id, sealed))
+    except KeyUnavailable:
+        return None
+
+
+async def set_answer_text(s: AsyncSession, response_id: int, text: str, now: datetime) -> None:
+    """An anonymous answer replaced by its author's new one to the same question."""
+    await s.execute(
+        update(Response)
+        .where(Response.id == response_id)
+        .values(text=text, edited_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def respondent_counts(s: AsyncSession, ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """(people, people anonymously) per round: named authors by id, anonymous authors by
+    opening their tags with the round key (a tag that cannot be opened counts as one)."""
+    named = dict(
+        (
+            await s.execute(
+                select(Response.round_id, func.count(func.distinct(Response.author_id)))
+                .where(Response.round_id.in_(ids), Response.author_id.is_not(None))
+                .group_by(Response.round_id)
+            )
+        ).all()
+    )
+    tags: dict[int, list[str | None]] = {}
+    for rid, tag in (
+        await s.execute(
+            select(Response.round_id, Response.pseudonym).where(
+                Response.round_id.in_(ids), Response.anonymous.is_(True)
+            )
+        )
+    ).all():
+        tags.setdefault(rid, []).append(tag)
+    keys = {}
+    if tags:
+        keys = dict(
+            (await s.execute(select(Round.id, Round.anon_key).where(Round.id.in_(tags)))).all()
+        )
+    out = {}
+    for rid in ids:
+        anon = count_authors(round_tags(s, rid, keys.get(rid)), tags[rid]) if rid in tags else 0
+        out[rid] = (named.get(rid, 0) + anon, anon)
+    return out
+
+
 async def close_anonymity(
     s: AsyncSession, rounds: Sequence[Round | int], *, rows: Sequence[Round] = ()
 ) -> None:
     """In the closing transaction: count respondents (the last moment anonymous answers
-    can be told apart by author), then erase the round key and every pseudonym, so no
-    one can group or link the round's anonymous answers afterwards. ``rounds`` are ORM
-    rows or ids; ``rows`` are loaded rows to update in memory as well."""
+    can be told apart by author: their tags are opened with the round key), then erase
+    the round key and every tag, so no one can group or link the round's anonymous
+    answers afterwards. The closing statements leave ``anon_key`` to this function.
+    ``rounds`` are ORM rows or ids; ``rows`` are loaded rows to update in memory too."""
     if not rounds:
         return
     loaded = [r for r in [*rounds, *rows] if isinstance(r, Round)]
     ids = sorted({r if isinstance(r, int) else r.id for r in rounds})
     await s.flush()
-    who = func.coalesce(Response.author_id, Response.pseudonym)
-    found = await s.execute(
-        select(
-            Response.round_id,
-            func.count(func.distinct(who)),
-            func.count(func.distinct(Response.pseudonym)),
-        )
-        .where(Response.round_id.in_(ids))
-        .group_by(Response.round_id)
-    )
-    counts = {rid: (n, anon) for rid, n, anon in found.all()}
+    counts = await respondent_counts(s, ids)
     for rid in ids:
-        n, anon = counts.get(rid, (0, 0))
+        n, anon = counts[rid]
         await s.execute(
             update(Round)
             .where(Round.id == rid)
@@ -61,7 +132,7 @@ async def close_anonymity(
             .execution_options(synchronize_session=False)
         )
     for r in loaded:  # keep callers' objects in step without marking them dirty
-        n, anon = counts.get(r.id, (0, 0))
+        n, anon = counts[r.id]
         set_committed_value(r, "respondents", n)
         set_committed_value(r, "anonymous_respondents", anon)
         set_committed_value(r, "anon_key", None)
@@ -106,10 +177,10 @@ class Forgotten:
 
 
 async def forget_answers(
-    s: AsyncSession, author_id: str, pseudonyms: dict[int, str]
+    s: AsyncSession, author_id: str, anonymous_ids: Sequence[int]
 ) -> tuple[int, int, list[tuple[str, str]]]:
-    """Delete every named answer of ``author_id`` and the anonymous answers whose
-    pseudonym in their (open) round is given. Returns (named, anonymous, message refs
+    """Delete every named answer of ``author_id`` and the given anonymous answers (found
+    by opening their tags in their open rounds). Returns (named, anonymous, message refs
     of deleted answers as (channel, message_ref)) so the caller can drop dedup rows."""
     named_rows = (
         await s.execute(
@@ -135,13 +206,11 @@ async def forget_answers(
             await s.execute(delete(Response).where(Response.id.in_([r[0] for r in named_rows])))
         ).rowcount
     anonymous = 0
-    for round_id, alias in pseudonyms.items():
-        anonymous += (
+    if anonymous_ids:
+        anonymous = (
             await s.execute(
                 delete(Response).where(
-                    Response.round_id == round_id,
-                    Response.anonymous.is_(True),
-                    Response.pseudonym == alias,
+                    Response.id.in_(list(anonymous_ids)), Response.anonymous.is_(True)
                 )
             )
         ).rowcount

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.core.anonymity import Keyring
 from bot.storage.engine import create_engine, migrate
 from bot.storage.models import (
     CLAIMED,
@@ -42,7 +43,7 @@ from bot.storage.models import (
     RotationEntry,
     Round,
 )
-from bot.storage.privacy import close_anonymity, truncate_wal
+from bot.storage.privacy import close_anonymity, respondent_counts, truncate_wal
 
 # The session of the transaction the current task runs in (``Store.transaction``).
 _ambient: ContextVar[AsyncSession | None] = ContextVar("roundtable_transaction", default=None)
@@ -60,7 +61,9 @@ class _Lost(Exception):
 class Store:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # the server secret, for opening anonymous answers' tags (bot.storage.privacy)
+        self.keyring: Keyring | None = None
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, info={"store": self})
         # SQLite has one writer and every transaction here begins IMMEDIATE: queueing them
         # in-process is far cheaper than letting connections meet SQLite's busy handler,
         # which sleeps in steps of up to 100 ms. (Other processes still wait on busy_timeout.)
@@ -188,7 +191,7 @@ class Store:
             else:
                 r.status, r.status_reason = MISSED, REPLACED
                 await self._cancel_posts(s, [r.id], REPLACED)
-            r.closed_at, r.anon_key, r.lease_until = now, None, None
+            r.closed_at, r.lease_until = now, None  # close_anonymity erases anon_key
         await close_anonymity(s, rows)
         if rows:
             self._closed_something()
@@ -208,7 +211,7 @@ class Store:
             result = await s.execute(
                 update(Round)
                 .where(Round.id == round_id, Round.status == POSTED)
-                .values(status=CLOSED, closed_at=now, anon_key=None, lease_until=None)
+                .values(status=CLOSED, closed_at=now, lease_until=None)
             )
             if result.rowcount == 1:
                 self._closed_something()
@@ -223,7 +226,6 @@ class Store:
                         status=MISSED,
                         status_reason=unposted_reason,
                         closed_at=now,
-                        anon_key=None,
                         lease_until=None,
                     )
                 )
@@ -360,14 +362,8 @@ class Store:
         ids = list(round_ids)
         if not ids:
             return {}
-        who = func.coalesce(Response.author_id, Response.pseudonym)
-        async with self.session() as s:
-            rows = await s.execute(
-                select(Response.round_id, func.count(func.distinct(who)))
-                .where(Response.round_id.in_(ids))
-                .group_by(Response.round_id)
-            )
-            return {rid: n for rid, n in rows.all()}
+        async with self.session() as s:  # anonymous authors: tags opened in Python
+            return {rid: n for rid, (n, _) in (await respondent_counts(s, ids)).items()}
 
     # ---- scheduling ---------------------------------------------------------------------
 
@@ -429,7 +425,7 @@ class Store:
             )
             posted = [r for r in open_rows if r.status == POSTED]
             unposted = [r.id for r in open_rows if r.status != POSTED]
-            gone = {"closed_at": now, "anon_key": None, "lease_until": None}
+            gone = {"closed_at": now, "lease_until": None}  # close_anonymity erases anon_key
             if posted:
                 await s.execute(
                     update(Round)
@@ -438,7 +434,7 @@ class Store:
                     .execution_options(synchronize_session=False)
                 )
                 for r in posted:
-                    r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
+                    r.status, r.closed_at, r.lease_until = CLOSED, now, None
             if unposted:
                 await s.execute(
                     update(Round)
@@ -647,7 +643,6 @@ class Store:
                     status=status,
                     status_reason=reason,
                     closed_at=now,
-                    anon_key=None,
                     lease_until=None,
                 )
             )
@@ -797,13 +792,14 @@ class Store:
             return result.rowcount > 0
 
     async def delete_responses_of(
-        self, round_id: int, *, author_id: str, pseudonym: str | None
+        self, round_id: int, *, author_id: str, anonymous_ids: Sequence[int] = ()
     ) -> int:
-        """Withdraw everything one person answered in a round (named and anonymous)."""
+        """Withdraw everything one person answered in a round: named answers by author,
+        anonymous ones by id (found by opening the round's tags)."""
         async with self.session() as s:
             who = Response.author_id == author_id
-            if pseudonym is not None:
-                who = who | (Response.pseudonym == pseudonym)
+            if anonymous_ids:
+                who = who | Response.id.in_(list(anonymous_ids))
             result = await s.execute(delete(Response).where(Response.round_id == round_id, who))
             return result.rowcount
 
@@ -1136,7 +1132,6 @@ class Store:
                     status=status,
                     status_reason=reason[:200],
                     closed_at=now,
-                    anon_key=None,
                     lease_until=None,
                 )
             )

@@ -2,20 +2,30 @@
 
 Several people answer anonymously; then every table and the raw files are dumped (SQLite:
 the database file, ``-wal`` and ``-shm``; PostgreSQL: the table and index files under
-the server's data directory after a CHECKPOINT, and ``pg_dump`` output), once with the
-round open and once after close. The reader tries every link there is:
+the server's data directory after a CHECKPOINT, every WAL segment in ``pg_wal``, and
+``pg_dump`` output), once with the round open and once after close. The reader tries
+every link there is:
 
 * stored ids: any author id of an anonymous answer anywhere in the bytes;
-* keyed hashes: ``HMAC(window, person)`` for every 32-byte window of the bytes as the
-  key and every person of the workspace, compared with every pseudonym-shaped string
-  in the bytes (a positive control shows the same search finds all links when the
-  plain round key is among the bytes, as it was before sealing);
+* keyed hashes: ``HMAC(window, person)`` for every 32-byte window of the table dump and
+  table files as the key and every person of the workspace, compared with every
+  hash-shaped string in the bytes; tags are sealed under the round key, so they open
+  only with it: the plain key is checked to be nowhere in the bytes (WAL included), and
+  a positive control shows the plain key does open the tags and link every author;
 * with the server secret too: every sealed-key-shaped blob opened with it, then the
-  same keyed-hash search;
-* pseudonym grouping: any pseudonym left on the rows of a closed round, or in its bytes.
+  same searches;
+* grouping by author: every tag-shaped string in the bytes (the old 64-hex pseudonyms
+  and today's tags), paired with the answer stored right after it (a row keeps its tag
+  next to its text in live rows, old row versions, WAL records, ``pg_dump`` and SQLite
+  pages); a tag found next to two different answers groups them. A control groups the
+  same bytes correctly once the tags are opened with the round key.
 
-Promise (docs/privacy.md): 0 links without the secret, open or closed; with the secret,
-only while the round is open; after close 0 even with the secret on SQLite.
+Answer texts and people carry a per-run token, so other tests writing to the same
+PostgreSQL server (its WAL is shared) cannot disturb the counts.
+
+Promise (docs/privacy.md): 0 links and 0 groups without the secret, open or closed;
+with the secret, only while the round is open; after close 0 even with the secret on
+SQLite.
 """
 
 from __future__ import annotations
@@ -26,25 +36,31 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot.core.anonymity import Keyring, KeyUnavailable, load_keyring
+from bot.core.anonymity import Keyring, KeyUnavailable, RoundTags, load_keyring
 from tests.support import make_chat
 
-PEOPLE = [f"quietperson{i}" for i in range(1, 6)]  # answer anonymously only
+RUN = uuid.uuid4().hex[:10]  # other tests share PostgreSQL's WAL: our bytes are marked
+PEOPLE = [f"quiet{RUN}p{i}" for i in range(1, 6)]  # answer anonymously only
 NAMED = ["nina", "otto"]  # answer with their names
 WORKSPACE = [f"console:{p}" for p in [*PEOPLE, *NAMED, "admin", "zed"]]
 ANSWERS = {
-    "quietperson1": ["I am scared of the reorg", "2 we never finish anything"],
-    "quietperson2": ["my manager interrupts me"],
-    "quietperson3": ["1 alpha is overrated", "2 I would quit if I could"],
-    "quietperson4": ["the standup is pointless"],
-    "quietperson5": ["1 nobody listens to juniors"],
+    PEOPLE[0]: ["I am scared of the reorg", "2 we never finish anything"],
+    PEOPLE[1]: ["my manager interrupts me"],
+    PEOPLE[2]: ["1 alpha is overrated", "2 I would quit if I could"],
+    PEOPLE[3]: ["the standup is pointless"],
+    PEOPLE[4]: ["1 nobody listens to juniors"],
 }
+ANSWERS = {p: [f"{a} {RUN}" for a in texts] for p, texts in ANSWERS.items()}
+# what is stored (a leading number is the question), and whose it is
+STORED = {re.sub(r"^\d+ ", "", a).encode(): p for p, texts in ANSWERS.items() for a in texts}
+SEVERAL = {p for p, texts in ANSWERS.items() if len(texts) > 1}  # whose answers could group
 
 
 def names_any_author(blob: bytes) -> list[str]:
@@ -53,17 +69,59 @@ def names_any_author(blob: bytes) -> list[str]:
     return [p for p in ANSWERS if p.encode() in low]
 
 
-HEX64 = re.compile(rb"[0-9a-f]{64}")
+HEX64 = re.compile(rb"(?<![0-9a-fA-F])[0-9a-f]{64}(?![0-9a-fA-F])")  # old pseudonyms
+TAG = re.compile(rb"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{82}(?![A-Za-z0-9_-])")  # RoundTags
 
 
 def pseudonyms_in(blob: bytes) -> set[bytes]:
     return set(HEX64.findall(blob))
 
 
+def tags_in(blob: bytes) -> set[bytes]:
+    """Every author-tag-shaped string: old hex pseudonyms and randomised tags."""
+    return pseudonyms_in(blob) | set(TAG.findall(blob))
+
+
+def tags_with_answers(blob: bytes) -> list[tuple[bytes, bytes]]:
+    """(tag, answer) for every tag-shaped string followed closely by one of our answers
+    (the nearest: a row's text comes right after its tag in every format read here)."""
+    found = []
+    for pattern in (HEX64, TAG):
+        for m in pattern.finditer(blob):
+            window = blob[m.end() : m.end() + 160]
+            hits = [(window.find(t), t) for t in STORED if t in window]
+            if hits:
+                found.append((m.group(), min(hits)[1]))
+    return found
+
+
+def groupable(blob: bytes) -> dict[bytes, set[bytes]]:
+    """Tags that, compared as they are (no key), put two different answers together."""
+    groups: dict[bytes, set[bytes]] = {}
+    for tag, answer in tags_with_answers(blob):
+        groups.setdefault(tag, set()).add(answer)
+    return {tag: answers for tag, answers in groups.items() if len(answers) > 1}
+
+
+def grouped_with_key(blob: bytes, tags: RoundTags) -> dict[bytes, set[bytes]]:
+    """The same pairs, with every tag opened by the round key (what the secret allows)."""
+    groups: dict[bytes, set[bytes]] = {}
+    for tag, answer in tags_with_answers(blob):
+        alias = tags.open(tag.decode())
+        if alias is not None:
+            groups.setdefault(alias, set()).add(answer)
+    return {alias: answers for alias, answers in groups.items() if len(answers) > 1}
+
+
 def keyed_hash_links(blob: bytes, extra_keys: list[bytes] = ()) -> set[str]:
     """People whose keyed hash, under any 32-byte window of ``blob`` (or an extra key),
-    equals a pseudonym found in ``blob``."""
+    equals a hash found in ``blob`` as hex, or sealed in a tag the key opens."""
     found = {bytes.fromhex(p.decode()) for p in pseudonyms_in(blob)}
+    tags = TAG.findall(blob)
+    for key in extra_keys:  # a round key (not the ones the windows try: see docstring)
+        for rid in range(1, 3):
+            opener = RoundTags(rid, key)
+            found |= {a for t in tags if (a := opener.open(t.decode())) is not None}
     if not found:
         return set()
     people = [p.encode() for p in WORKSPACE]
@@ -138,11 +196,21 @@ def _pg_files(data_dir: str, paths: list[str], url: str) -> bytes:
     return b"\n".join(blobs)
 
 
-async def raw_files(store, url: str) -> bytes:
-    """The bytes on disk: SQLite's three files, or PostgreSQL's table and index files
-    (after a CHECKPOINT) plus pg_dump output."""
+def _pg_wal(data_dir: str) -> bytes:
+    """Every WAL segment on disk (shared by the whole server; our bytes carry RUN)."""
+    wal = Path(data_dir) / "pg_wal"
+    if not os.access(wal, os.R_OK):
+        pytest.skip(f"cannot read PostgreSQL's WAL under {wal} as this user")
+    return b"".join(
+        f.read_bytes() for f in sorted(wal.iterdir()) if f.is_file() and len(f.name) == 24
+    )
+
+
+async def raw_files(store, url: str) -> tuple[bytes, bytes]:
+    """The bytes on disk: (SQLite's three files, or PostgreSQL's table and index files
+    after a CHECKPOINT plus pg_dump output; PostgreSQL's WAL segments, else b"")."""
     if store.dialect == "sqlite":
-        return await asyncio.to_thread(_sqlite_files, url)
+        return await asyncio.to_thread(_sqlite_files, url), b""
     async with store.engine.connect() as conn:
         await conn.execute(text("CHECKPOINT"))
         data_dir = (await conn.execute(text("SHOW data_directory"))).scalar()
@@ -160,11 +228,15 @@ async def raw_files(store, url: str) -> bytes:
             )
         ).scalars()
         paths = [p for p in paths if p]
-    return await asyncio.to_thread(_pg_files, data_dir, paths, url)
+    files = await asyncio.to_thread(_pg_files, data_dir, paths, url)
+    return files, await asyncio.to_thread(_pg_wal, data_dir)
 
 
-async def reader_sees(store, url: str) -> bytes:
-    return await table_dump(store) + b"\n" + await raw_files(store, url)
+async def reader_sees(store, url: str) -> tuple[bytes, bytes]:
+    """(table dump and table files, WAL). The WAL is searched for everything but the
+    every-window keyed hash (too large for that; the plain key is checked absent)."""
+    files, wal = await raw_files(store, url)
+    return await table_dump(store) + b"\n" + files, wal
 
 
 async def test_a_copy_of_the_database_links_no_anonymous_answer_to_anyone(
@@ -184,53 +256,64 @@ async def test_a_copy_of_the_database_links_no_anonymous_answer_to_anyone(
         (round_,) = await chat.store.rounds()
         secret = load_keyring(chat.store.engine.url)  # the server's secret (key file)
         plain_key = secret.open(round_.id, round_.anon_key)
+        opener = RoundTags(round_.id, plain_key)
         ids = range(1, 3)
 
         # ---- round open ----------------------------------------------------------------
-        seen = await reader_sees(chat.store, url)
+        seen, wal = await reader_sees(chat.store, url)
+        everything = seen + b"\n" + wal
         async with chat.store.engine.connect() as conn:
-            live = {
+            live = [
                 r[0].encode()
                 for r in await conn.execute(text("SELECT pseudonym FROM responses WHERE anonymous"))
-            }
-        assert len(live) == len(ANSWERS) and live <= pseudonyms_in(seen)  # one per author
-        assert names_any_author(seen) == []  # stored ids: the authors appear nowhere
-        assert plain_key not in seen  # the round key is only stored sealed
+            ]
+        assert len(live) == len(STORED) == len(set(live))  # every row's tag differs
+        assert set(live) <= tags_in(seen)
+        assert names_any_author(everything) == []  # stored ids: the authors appear nowhere
+        assert plain_key not in everything  # the round key is only stored sealed
         assert keyed_hash_links(seen) == set()  # 0 links without the secret
-        # Control: the same search finds every author once the plain key is in reach.
+        assert groupable(everything) == {}  # 0 groups without the secret
+        # Controls: the same searches link and group every author once the plain key
+        # is in reach (as it is with the server secret while the round is open).
         assert keyed_hash_links(seen, [plain_key]) == {f"console:{p}" for p in ANSWERS}
-        # With the secret, open rounds still link (that is what lets authors withdraw).
+        by_author = grouped_with_key(everything, opener)
+        assert sorted(sorted(STORED[a] for a in g) for g in by_author.values()) == sorted(
+            [p, p] for p in SEVERAL
+        )
         opened = opened_with_secret(seen, secret, ids)
         assert plain_key in opened
 
         # ---- after close ---------------------------------------------------------------
         await chat.say("/discuss close")
         digest = chat.platform.summaries()[-1]
-        assert digest.respondents == len(ANSWERS) + len(NAMED)
+        assert digest.respondents == len(ANSWERS) + len(NAMED)  # counted by opening tags
         async with chat.store.engine.connect() as conn:
             rows = (
                 await conn.execute(text("SELECT pseudonym FROM responses WHERE anonymous"))
             ).all()
             key = (await conn.execute(text("SELECT anon_key FROM rounds"))).scalar()
-        assert len(rows) == sum(map(len, ANSWERS.values()))
+        assert len(rows) == len(STORED)
         assert {r[0] for r in rows} == {None}  # nothing groups a closed round's answers
         assert key is None
-        seen = await reader_sees(chat.store, url)
-        assert names_any_author(seen) == []
+        seen, wal = await reader_sees(chat.store, url)
+        everything = seen + b"\n" + wal
+        assert names_any_author(everything) == []
+        assert plain_key not in everything
         assert keyed_hash_links(seen) == set()  # 0 links without the secret
+        assert groupable(everything) == {}  # 0 groups, old row versions and WAL included
         leftover = opened_with_secret(seen, secret, ids)
         if backend == "sqlite":
-            # secure_delete + WAL truncated: neither the key nor any pseudonym survives,
-            # so even the secret links nothing and nothing groups the answers.
-            assert pseudonyms_in(seen) == set()
+            # secure_delete + WAL truncated: neither the key nor any tag survives, so
+            # even the secret links nothing and nothing groups the answers.
+            assert tags_in(seen) == set()
             assert leftover == [] and plain_key not in seen
             assert keyed_hash_links(seen, [plain_key, *leftover]) == set()
         else:
-            # PostgreSQL keeps old row versions until their space is reused: what is
-            # left there is only the sealed key (useless without the secret, checked
-            # above); docs/privacy.md says so. The live tables hold nothing.
-            assert plain_key not in seen
-            assert pseudonyms_in(await table_dump(chat.store)) == set()
+            # PostgreSQL keeps old row versions (and the WAL) until their space is
+            # reused: the sealed key and randomised tags, useless without the secret
+            # (checked above); with the secret they can still be opened while they last
+            # (docs/privacy.md says so). The live tables hold nothing.
+            assert tags_in(await table_dump(chat.store)) == set()
     finally:
         await chat.store.close()
 

@@ -8,9 +8,11 @@ import io
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from bot.core import render
 from bot.history import format_purges
@@ -366,7 +368,7 @@ async def test_migration_keeps_every_answer_seals_open_keys_and_erases_closed_ps
     """A database written by the previous release (revision 0001) upgrades in place."""
     from alembic import command
 
-    from bot.core.anonymity import load_keyring, pseudonym
+    from bot.core.anonymity import RoundTags, load_keyring, pseudonym
     from bot.storage.engine import alembic_config, create_engine
 
     engine = create_engine(database_url)
@@ -421,10 +423,24 @@ async def test_migration_keeps_every_answer_seals_open_keys_and_erases_closed_ps
             assert await s.scalar(select(func.count()).select_from(Response)) == 4
             r1, r2 = await s.get(Round, 1), await s.get(Round, 2)
             left = (await s.scalars(select(Response.pseudonym).where(Response.round_id == 1))).all()
+            left_open = (
+                await s.scalars(select(Response.pseudonym).where(Response.round_id == 2))
+            ).all()
         assert (r1.respondents, r1.anonymous_respondents) == (3, 2) and set(left) == {None}
         assert r2.anon_key != plain and plain not in r2.anon_key
         assert load_keyring(chat.store.engine.url).open(2, r2.anon_key) == plain
-        # The open round's author can still withdraw their anonymous answer.
+        # 0004: the open round's hex pseudonym is now a randomised tag sealing that hash.
+        (tag,) = left_open
+        hashed = pseudonym(plain, "console:bob")
+        assert len(tag) == 82 and hashed not in tag
+        assert RoundTags(2, plain).open(tag) == bytes.fromhex(hashed)
+        if chat.store.dialect == "sqlite":  # secure_delete, WAL truncated after migrating
+            db = Path(make_url(database_url).database)
+            raw = b"".join(f.read_bytes() for f in db.parent.glob(db.name + "*"))
+            assert hashed.encode() not in raw
+        # The open round's author can still replace and withdraw their anonymous answer.
+        reply = await chat.say("/discuss answer --anonymous open secret, edited", who="bob")
+        assert "Updated" in reply
         assert "Removed your 1 answer" in await chat.say("/discuss withdraw", who="bob")
     finally:
         await chat.store.close()
