@@ -466,3 +466,56 @@ async def test_a_different_server_secret_is_reported_at_start(
         dumped = repr((await conn.execute(text("SELECT * FROM app_state"))).all())
     secret = (tmp_path / "elsewhere.key").read_text().strip()
     assert secret not in dumped
+
+
+async def test_migration_clears_pseudonyms_whose_round_key_the_secret_cannot_open(
+    tmp_path, database_url, monkeypatch
+):
+    """0004 cannot re-tag rows of an open round sealed under another (lost) secret: they
+    linked to nobody already, so their hex pseudonym is cleared; the answer stays."""
+    from alembic import command
+
+    from bot.core.anonymity import pseudonym
+    from bot.storage.engine import alembic_config, create_engine
+
+    def upgrade_to(revision: str):
+        def run(conn) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+        return run
+
+    engine = create_engine(database_url)
+    plain = b"Q" * 32
+    hashed = pseudonym(plain, "console:bob")
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0001"))
+        now = datetime(2026, 11, 1, tzinfo=UTC)
+        await conn.execute(
+            text(
+                "INSERT INTO rounds (id, channel, status, prompt_set, prompt_id, "
+                "prompt_snapshot, anonymous_allowed, min_anonymous_group, anon_key, "
+                "created_at) VALUES (1, 'console:general', 'posted', 'mini', 'alpha', :snap, "
+                "true, 3, :key, :now)"
+            ),
+            {"snap": json.dumps({"title": "Alpha", "questions": []}), "key": plain, "now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO responses (round_id, anonymous, pseudonym, text, late, created_at) "
+                "VALUES (1, true, :p, 'kept words', false, :now)"
+            ),
+            {"p": hashed, "now": now},
+        )
+        await conn.run_sync(upgrade_to("0003"))  # sealed under the first secret
+    await engine.dispose()
+    monkeypatch.setenv("ROUNDTABLE_KEY_FILE", str(tmp_path / "replaced" / "roundtable.key"))
+    chat = await make_chat(write_library(tmp_path), database_url)  # 0004 under another secret
+    try:
+        async with chat.store.session() as s:
+            (row,) = (await s.scalars(select(Response))).all()
+        assert row.text == "kept words" and row.pseudonym is None
+        assert await chat.store.count_respondents([1]) == {1: 1}  # counted as one person
+    finally:
+        await chat.store.close()
