@@ -18,7 +18,7 @@ Create Date: 2026-11-26
 """
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0004"
 down_revision = "0003"
@@ -56,7 +56,7 @@ def upgrade() -> None:
         return
     from bot.core.anonymity import KeyUnavailable, RoundTags, load_keyring
 
-    keyring = load_keyring(conn.engine.url)
+    keyring = context.config.attributes.get("keyring") or load_keyring(conn.engine.url)
     sealed = dict(
         conn.execute(
             sa.select(rounds.c.id, rounds.c.anon_key).where(
