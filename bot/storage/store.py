@@ -896,6 +896,18 @@ class Store:
             )
             return result.rowcount == 1
 
+    async def inbox_claim_many(self, entry_ids: Sequence[int], now: datetime) -> set[int]:
+        """``inbox_claim`` for several rows in one statement: the ids that were pending."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(InboxEntry)
+                .where(InboxEntry.id.in_(set(entry_ids)), InboxEntry.status == PENDING)
+                .values(status=DONE, processed_at=now, error=None)
+                .returning(InboxEntry.id)
+                .execution_options(synchronize_session=False)
+            )
+            return set(result.scalars().all())
+
     async def inbox_take(self, entry_id: int) -> InboxEntry | None:
         """Lock a pending row for processing in the current transaction (None: done, or
         another instance is processing it right now)."""
