@@ -220,6 +220,7 @@ async def test_a_digest_that_failed_to_post_is_delivered_once_later(tmp_path, sq
             await tick_at(chat, scheduler, fire + timedelta(days=1, minutes=minutes))
         [digest] = chat.platform.summaries()
         assert isinstance(digest, Summary) and digest.final and digest.respondents == 1
+        assert digest.resume  # a re-send: the platform skips the chunks that landed
         async with chat.store.session() as s:
             statuses = (await s.scalars(select(OutboxEntry.status))).all()
         assert set(statuses) == {"sent"}

@@ -648,10 +648,14 @@ class DiscordAdapter:
                 else thread_post_texts(message)
             )
             channel = await self._messageable(target)
+            landed = await self._landed(channel) if message.resume else set()
             for n, text in enumerate(texts):
-                # the outbox row's key as nonce (≤ 25 characters), per chunk
-                nonce = f"{message.key[:22]}-{n}" if message.key else None
-                await channel.send(text, allowed_mentions=NO_MENTIONS, nonce=nonce)
+                # the outbox key as nonce, per chunk (≤ 25 characters); discord.py sends it
+                # with enforce_nonce, so Discord answers a re-send within minutes with the
+                # earlier message; after longer, a re-send skips chunks found in history
+                nonce = f"{message.key[: 24 - len(str(n))]}#{n}" if message.key else None
+                if text not in landed:
+                    await channel.send(text, allowed_mentions=NO_MENTIONS, nonce=nonce)
             return None
         except (discord.Forbidden, discord.NotFound) as exc:
             raise PostFailed(_refusal(exc)) from exc
@@ -678,6 +682,12 @@ class DiscordAdapter:
             return Posted(message_ref=str(sent.id))
         self._remember(thread.id, channel_id)
         return Posted(message_ref=str(sent.id), thread_ref=str(thread.id))
+
+    async def _landed(self, channel: discord.abc.Messageable) -> set[str]:
+        """What the bot posted recently here (history carries no nonce: match the text)."""
+        assert self.client is not None and self.client.user is not None
+        found = [m async for m in channel.history(limit=50)]  # type: ignore[attr-defined]
+        return {m.content for m in found if m.author.id == self.client.user.id}
 
     async def find_post(self, channel: str, round_key: str) -> Posted | None:
         """After a crash mid-post: the round's message by nonce or footer in recent history."""

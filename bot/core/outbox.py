@@ -256,14 +256,9 @@ class Outbox:
                 return
             post = replace(post, thread_ref=round_.thread_ref or round_.message_ref)
         if not isinstance(post, RoundPost) and (recovering or row.attempts):
-            # tried before (its sender died, or a failure after it may have landed):
-            # ask the platform for the key before posting again
-            find = getattr(platform, "find_message", None)
-            thread = getattr(post, "thread_ref", None)
-            if find is not None and await find(row.channel, row.key, thread):
-                log.info("a post in %s had landed already; not posting it again", row.channel)
-                self._sent(delivery, row, post, None)
-                return
+            # tried before (its sender died, or a failure after it may have landed): the
+            # platform skips the parts (a digest's chunks) whose keys it finds
+            post = replace(post, resume=True)
         try:
             posted = await platform.post(post)
         except PostFailed as exc:

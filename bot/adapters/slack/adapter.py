@@ -407,25 +407,29 @@ class SlackAdapter:
             return Posted(message_ref=ts)
         if isinstance(message, Summary):
             fallback = blocks.escape(render.summary_text(message))[:3000]
+            landed = await self._landed(channel_id, message)
             for n, chunk in enumerate(blocks.summary_messages(message)):
-                await self._send_keyed(
-                    channel_id,
-                    text=fallback,
-                    blocks_=chunk,
-                    thread_ts=message.thread_ref,
-                    broadcast=message.final and message.thread_ref is not None,
-                    key=f"{message.key}-{n}" if message.key else None,
-                )
+                key = chunk_key(message.key, n) if message.key else None
+                if key not in landed:  # a re-send resumes at the first missing chunk
+                    await self._send_keyed(
+                        channel_id,
+                        text=fallback,
+                        blocks_=chunk,
+                        thread_ts=message.thread_ref,
+                        broadcast=message.final and message.thread_ref is not None,
+                        key=key,
+                    )
                 fallback = "Digest (continued)"
             return None
         if isinstance(message, ThreadPost):
-            await self._send_keyed(
-                channel_id,
-                text=blocks.escape(render.thread_post_text(message))[:3000],
-                blocks_=blocks.thread_post_blocks(message),
-                thread_ts=message.thread_ref,
-                key=message.key,
-            )
+            if message.key is None or message.key not in await self._landed(channel_id, message):
+                await self._send_keyed(
+                    channel_id,
+                    text=blocks.escape(render.thread_post_text(message))[:3000],
+                    blocks_=blocks.thread_post_blocks(message),
+                    thread_ts=message.thread_ref,
+                    key=message.key,
+                )
             return None
         raise TypeError(f"cannot post {message!r}")
 
@@ -433,16 +437,21 @@ class SlackAdapter:
         ts = await self._find_round(_channel_id(channel), round_key)
         return Posted(message_ref=ts) if ts else None
 
-    async def find_message(self, channel: str, key: str, thread_ref: str | None) -> bool:
-        """Did a post with this outbox key land (its metadata carries the key; a digest's
-        chunks carry ``key-0``, ``key-1`` …)? Asked before re-sending after a crash."""
+    async def _landed(self, channel_id: str, message: Summary | ThreadPost) -> set[str]:
+        """On a re-send (``resume``), the outbox keys of the parts that landed before
+        (each message's metadata carries its key; a digest's chunks ``key#0``, ``key#1``
+        …): asked once, before posting again after a crash or a failure."""
+        keys: set[str] = set()
+        if not message.resume or not message.key:
+            return keys
 
-        def matches(message: dict) -> bool:
-            meta = message.get("metadata") or {}
-            found = str((meta.get("event_payload") or {}).get("post_key") or "")
-            return found == key or found.startswith(f"{key}-")
+        def collect(found: dict) -> bool:
+            meta = found.get("metadata") or {}
+            keys.add(str((meta.get("event_payload") or {}).get("post_key") or ""))
+            return False
 
-        return bool(await self._search(_channel_id(channel), thread_ref, matches))
+        await self._search(channel_id, message.thread_ref, collect)
+        return keys
 
     async def _send_keyed(
         self,
@@ -550,6 +559,11 @@ class SlackAdapter:
             if matches(message):
                 return message["ts"]
         return None
+
+
+def chunk_key(key: str, n: int) -> str:
+    """The key of a multi-message post's ``n``-th message."""
+    return f"{key}#{n}"
 
 
 def _channel_id(channel: str) -> str:
