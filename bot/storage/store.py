@@ -565,62 +565,6 @@ class Store:
                 )
             )
 
-    async def start_posting(self, round_id: int, lease_until: datetime) -> bool:
-        """claimed → posting, renewing the lease; False if the round is no longer claimed."""
-        async with self.session() as s:
-            result = await s.execute(
-                update(Round)
-                .where(Round.id == round_id, Round.status == CLAIMED)
-                .values(status=POSTING, lease_until=lease_until)
-            )
-            return result.rowcount == 1
-
-    async def stale_posting(self, now: datetime) -> list[Round]:
-        """Rounds claimed or being posted whose lease ran out (their poster died)."""
-        async with self.session() as s:
-            return list(
-                (
-                    await s.scalars(
-                        select(Round)
-                        .where(
-                            Round.status.in_((CLAIMED, POSTING)),
-                            (Round.lease_until.is_(None)) | (Round.lease_until < now),
-                        )
-                        .order_by(Round.id)
-                    )
-                ).all()
-            )
-
-    async def take_lease(self, round_id: int, now: datetime, lease_until: datetime) -> bool:
-        """Take over a round whose lease expired; exactly one process succeeds."""
-        async with self.session() as s:
-            result = await s.execute(
-                update(Round)
-                .where(
-                    Round.id == round_id,
-                    Round.status.in_((CLAIMED, POSTING)),
-                    (Round.lease_until.is_(None)) | (Round.lease_until < now),
-                )
-                .values(status=POSTING, lease_until=lease_until)
-            )
-            return result.rowcount == 1
-
-    async def give_up(self, round_id: int, status: str, reason: str, now: datetime) -> bool:
-        """End a round that never got posted (recorded as missed, with the reason)."""
-        async with self.session() as s:
-            result = await s.execute(
-                update(Round)
-                .where(Round.id == round_id, Round.status.in_((CLAIMED, POSTING)))
-                .values(
-                    status=status,
-                    status_reason=reason,
-                    closed_at=now,
-                    anon_key=None,
-                    lease_until=None,
-                )
-            )
-            return result.rowcount == 1
-
     async def due_reminders(self, now: datetime) -> list[Round]:
         async with self.session() as s:
             return list(
@@ -815,14 +759,6 @@ class Store:
             for key, value in values.items():
                 setattr(state, key, value)
             state.updated_at = now
-
-    async def first_time(self, key: str, now: datetime) -> bool:
-        """Record a platform event id; False if it was already recorded (a redelivery)."""
-        async with self.session() as s:
-            result = await s.execute(
-                self._insert(ProcessedEvent).values(key=key, seen_at=now).on_conflict_do_nothing()
-            )
-            return result.rowcount == 1
 
     async def get_value(self, key: str) -> str | None:
         async with self.session() as s:
