@@ -63,3 +63,37 @@ async def test_a_digest_cut_short_resumes_at_its_first_missing_chunk(slack):
     await adapter.post(replace(digest, resume=True))
     assert keys_in(fake) == [f"rt-7-digest#{n}" for n in range(chunks)]
     gate.set()  # let the dead process's held call finish, so the fake can shut down
+
+
+def paginate_replies(fake) -> None:
+    """conversations.replies as documented: oldest first, ``limit`` per page, the rest
+    behind ``response_metadata.next_cursor`` (https://api.slack.com/methods/conversations.replies)."""
+    whole = fake._conversations_replies
+
+    def paged(p: dict) -> dict:
+        messages = whole(p)["messages"]
+        start, limit = int(p.get("cursor") or 0), int(p.get("limit") or 1000)
+        page = messages[start : start + limit]
+        more = start + limit < len(messages)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    fake._conversations_replies = paged
+
+
+async def test_a_resumed_digest_is_found_behind_hundreds_of_thread_replies(slack):
+    fake, adapter = slack.fake, slack.adapter
+    paginate_replies(fake)
+    thread = (await adapter.client.chat_postMessage(channel="C1", text="round"))["ts"]
+    for i in range(450):  # the answers come first, the digest after them
+        fake.messages["C1"].append({"ts": f"1700000500.{i:06d}", "thread_ts": thread})
+    digest = long_digest(thread)
+    await adapter.post(digest)
+    posted = len(fake.calls_to("chat.postMessage"))
+    await adapter.post(replace(digest, resume=True))  # e.g. the sent mark was lost
+    assert len(fake.calls_to("chat.postMessage")) == posted  # found: nothing sent again
+    assert len(fake.calls_to("conversations.replies")) >= 3  # paged past the answers

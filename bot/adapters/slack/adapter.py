@@ -57,6 +57,7 @@ PERMANENT_ERRORS = frozenset(
 # Message subtypes that are ordinary user messages (answers); everything else is ignored.
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 HISTORY_LIMIT = 200
+THREAD_PAGES = 25  # up to 5,000 thread replies searched before a re-send
 
 Reply_ = Reply | Summary | RoundPost
 
@@ -543,21 +544,31 @@ class SlackAdapter:
         self, channel_id: str, thread_ts: str | None, matches: Callable[[dict], bool]
     ) -> str | None:
         """The ts of the newest recent message (in the channel or a thread) that matches."""
-        try:
-            if thread_ts:
-                response = await self.client.conversations_replies(
-                    channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=HISTORY_LIMIT
-                )
-            else:
-                response = await self.client.conversations_history(
-                    channel=channel_id, include_all_metadata=True, limit=HISTORY_LIMIT
-                )
-        except SlackApiError as exc:
-            log.warning("could not read history of %s: %s", channel_id, _error(exc))
-            return None
-        for message in response.get("messages") or []:
-            if matches(message):
-                return message["ts"]
+        cursor = None
+        # a thread lists oldest first: page through it (a digest comes after the answers)
+        for _ in range(THREAD_PAGES if thread_ts else 1):
+            try:
+                if thread_ts:
+                    response = await self.client.conversations_replies(
+                        channel=channel_id,
+                        ts=thread_ts,
+                        include_all_metadata=True,
+                        limit=HISTORY_LIMIT,
+                        cursor=cursor,
+                    )
+                else:
+                    response = await self.client.conversations_history(
+                        channel=channel_id, include_all_metadata=True, limit=HISTORY_LIMIT
+                    )
+            except SlackApiError as exc:
+                log.warning("could not read history of %s: %s", channel_id, _error(exc))
+                return None
+            for message in response.get("messages") or []:
+                if matches(message):
+                    return message["ts"]
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
         return None
 
 
