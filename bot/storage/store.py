@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, select, text, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -660,7 +660,14 @@ class Store:
                 existing.text = response.text
                 existing.edited_at = response.created_at
                 return existing, True
-            s.add(response)
+            # a Core INSERT: the ORM's unit of work cost more than the rest of an answer
+            values = {
+                column.key: value
+                for column in Response.__table__.columns
+                if column.key != "id"
+                and ((value := getattr(response, column.key)) is not None or column.default is None)
+            }
+            response.id = await s.scalar(insert(Response).values(values).returning(Response.id))
             return response, False
 
     async def edit_response(

@@ -24,7 +24,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.adapters.slack import blocks
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
@@ -57,6 +56,7 @@ PERMANENT_ERRORS = frozenset(
 # Message subtypes that are ordinary user messages (answers); everything else is ignored.
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 HISTORY_LIMIT = 200
+RESPOND_TIMEOUT = aiohttp.ClientTimeout(total=10)
 THREAD_PAGES = 25  # up to 5,000 thread replies searched before a re-send
 
 Reply_ = Reply | Summary | RoundPost
@@ -289,12 +289,24 @@ class SlackAdapter:
         await self._learn_name(body["user_id"], body.get("user_name"))
 
     async def _respond(self, url: str, **payload: Any) -> None:
-        """Post to a ``response_url`` with the shared session (bolt's ``respond`` opens a
-        new HTTP session for every call)."""
-        try:
-            await AsyncWebhookClient(url, session=self.http).send_dict(payload)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+        """POST the JSON message to a ``response_url`` with the shared session
+        (https://api.slack.com/interactivity/handling#message_responses). Plain aiohttp:
+        bolt's ``respond`` opens a new HTTP session per call, and slack_sdk's webhook
+        client cost as much CPU per confirmation as the rest of an answer's processing."""
+        for attempt in range(2):  # one retry of a dropped keep-alive connection
+            try:
+                async with self.http.post(url, json=payload, timeout=RESPOND_TIMEOUT) as r:
+                    await r.read()
+                    if r.status >= 400:
+                        log.warning("could not answer a /discuss command: HTTP %s", r.status)
+                return
+            except aiohttp.ClientConnectionError as exc:
+                if attempt == 0 and not isinstance(exc, aiohttp.ServerTimeoutError):
+                    continue
+                log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+            return
 
     async def _quiet(self, ticket: Ticket) -> None:
         await self.ports.process(ticket)
