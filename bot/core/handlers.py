@@ -41,6 +41,22 @@ NO_ROUND = (
 )
 
 
+UNREADABLE = (
+    "I cannot read replies here, so that one was not saved. To share your thoughts, press "
+    "“Share your thoughts” on the round's message or use `/discuss answer`."
+)
+
+
+def _numbered(round_, text: str) -> tuple[int | None, str]:
+    """``"2: …"`` names question 2 only if the round has one; ``"10:30 works"`` on a
+    three-question round is an answer to no question, kept whole. New replies and
+    edits are read by this one rule."""
+    question, rest = commands.split_numbered(text)
+    if question is not None and not 1 <= question <= len(round_.prompt_snapshot["questions"]):
+        return None, text.strip()
+    return question, rest
+
+
 def _questions(numbers: list[int]) -> str:
     if len(numbers) == 1:
         return f"question {numbers[0]}"
@@ -81,6 +97,7 @@ class Handlers:
             case MessageEdited():
                 return await self.on_edit(event)
             case MessageDeleted():
+                # only while the round is open: a posted digest keeps matching the answers
                 await self.store.delete_response_by_message(event.channel, event.message_ref)
                 return Outcome()
             case FormSubmitted():
@@ -90,10 +107,14 @@ class Handlers:
     # ---- commands -----------------------------------------------------------------------
 
     async def on_command(self, event: CommandInvoked) -> Outcome:
-        try:
-            command = commands.parse(event.text)
-        except CommandError as exc:
-            return Outcome().reply(str(exc))
+        if event.answer is not None:  # typed options: stored as typed, never re-parsed
+            a = event.answer
+            command = Command("answer", question=a.question, anonymous=a.anonymous, text=a.text)
+        else:
+            try:
+                command = commands.parse(event.text)
+            except CommandError as exc:
+                return Outcome().reply(str(exc))
         if command.spec.admin and not event.actor.is_admin:
             return Outcome().reply(
                 f"`/discuss {command.name}` is for admins only. Ask one of the admins listed "
@@ -273,9 +294,9 @@ class Handlers:
             round_ = await self.store.round_by_message(event.channel, event.thread_ref)
             if round_ is None or not round_.is_open:
                 return Outcome()  # ordinary conversation, or talk after the round closed
-        question, text = commands.split_numbered(event.text)
-        if question is not None and question > len(round_.prompt_snapshot["questions"]):
-            question, text = None, event.text.strip()
+        if not event.readable:
+            return Outcome().reply(UNREADABLE)
+        question, text = _numbered(round_, event.text)
         try:
             _, updated, outcome = await self.service.record_answer(
                 round_, event.actor, text, question=question, message_ref=event.message_ref
@@ -285,7 +306,12 @@ class Handlers:
         return outcome.reply(self._saved(question, False, updated), confirms_save=True)
 
     async def on_edit(self, event: MessageEdited) -> Outcome:
-        question, text = commands.split_numbered(event.text)
+        """An edited reply is read by the same rule as a new one; a closed round's
+        answers stay as its digest showed them."""
+        round_ = await self.store.round_of_response(event.channel, event.message_ref)
+        if round_ is None or not round_.is_open:
+            return Outcome()
+        question, text = _numbered(round_, event.text)
         try:
             text = self.service.check_text(text)
         except AnswerRejected as exc:
