@@ -56,6 +56,45 @@ class _Lost(Exception):
     """Internal: a claim found its key taken; rolls the transaction back."""
 
 
+# Statements of the answer path, built once: building a statement and its cache key
+# cost more CPU per answer than executing it (values come in as bound parameters).
+_responses = Response.__table__
+_OPEN_ROUND = select(Round).where(
+    Round.channel == bindparam("channel"), Round.status.in_(OPEN_STATUSES)
+)
+_BY_MESSAGE = select(Response).where(
+    Response.round_id == bindparam("round_id"), Response.message_ref == bindparam("ref")
+)
+_INSERT_RESPONSE = insert(_responses).returning(_responses.c.id)
+_CLAIM_MANY = (
+    update(InboxEntry.__table__)
+    .where(
+        InboxEntry.__table__.c.id.in_(bindparam("ids", expanding=True)),
+        InboxEntry.__table__.c.status == PENDING,
+    )
+    .values(status=DONE, processed_at=bindparam("now"), error=None)
+    .returning(InboxEntry.__table__.c.id)
+)
+_SAME_QUESTION: dict[tuple[bool, bool], Any] = {}
+
+
+def _same_question(anonymous: bool, no_question: bool):
+    """The earlier form answer an answer replaces (four shapes, each built once)."""
+    key = (anonymous, no_question)
+    if key not in _SAME_QUESTION:
+        who = Response.pseudonym if anonymous else Response.author_id
+        _SAME_QUESTION[key] = select(Response).where(
+            Response.round_id == bindparam("round_id"),
+            Response.message_ref.is_(None),
+            Response.anonymous.is_(anonymous),
+            who == bindparam("who"),
+            Response.question.is_(None)
+            if no_question
+            else Response.question == bindparam("question"),
+        )
+    return _SAME_QUESTION[key]
+
+
 class Store:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
@@ -295,9 +334,7 @@ class Store:
 
     async def open_round_in(self, channel: str) -> Round | None:
         async with self.session() as s:
-            return await s.scalar(
-                select(Round).where(Round.channel == channel, Round.status.in_(OPEN_STATUSES))
-            )
+            return await s.scalar(_OPEN_ROUND, {"channel": channel})
 
     async def latest_round(self, channel: str) -> Round | None:
         async with self.session() as s:
@@ -634,27 +671,16 @@ class Store:
             existing = None
             if response.message_ref is not None:
                 existing = await s.scalar(
-                    select(Response).where(
-                        Response.round_id == response.round_id,
-                        Response.message_ref == response.message_ref,
-                    )
+                    _BY_MESSAGE, {"round_id": response.round_id, "ref": response.message_ref}
                 )
             elif replace_same_question:
-                who = (
-                    Response.pseudonym == response.pseudonym
-                    if response.anonymous
-                    else Response.author_id == response.author_id
-                )
                 existing = await s.scalar(
-                    select(Response).where(
-                        Response.round_id == response.round_id,
-                        Response.message_ref.is_(None),
-                        Response.anonymous == response.anonymous,
-                        who,
-                        Response.question.is_(None)
-                        if response.question is None
-                        else Response.question == response.question,
-                    )
+                    _same_question(bool(response.anonymous), response.question is None),
+                    {
+                        "round_id": response.round_id,
+                        "who": response.pseudonym if response.anonymous else response.author_id,
+                        "question": response.question,
+                    },
                 )
             if existing is not None:
                 existing.text = response.text
@@ -663,11 +689,11 @@ class Store:
             # a Core INSERT: the ORM's unit of work cost more than the rest of an answer
             values = {
                 column.key: value
-                for column in Response.__table__.columns
+                for column in _responses.columns
                 if column.key != "id"
                 and ((value := getattr(response, column.key)) is not None or column.default is None)
             }
-            response.id = await s.scalar(insert(Response).values(values).returning(Response.id))
+            response.id = (await s.execute(_INSERT_RESPONSE, values)).scalar_one()
             return response, False
 
     async def round_of_response(self, channel: str, message_ref: str) -> Round | None:
@@ -861,13 +887,7 @@ class Store:
     async def inbox_claim_many(self, entry_ids: Sequence[int], now: datetime) -> set[int]:
         """``inbox_claim`` for several rows in one statement: the ids that were pending."""
         async with self.session() as s:
-            result = await s.execute(
-                update(InboxEntry)
-                .where(InboxEntry.id.in_(set(entry_ids)), InboxEntry.status == PENDING)
-                .values(status=DONE, processed_at=now, error=None)
-                .returning(InboxEntry.id)
-                .execution_options(synchronize_session=False)
-            )
+            result = await s.execute(_CLAIM_MANY, {"ids": sorted(set(entry_ids)), "now": now})
             return set(result.scalars().all())
 
     async def inbox_take(self, entry_id: int) -> InboxEntry | None:
