@@ -5,11 +5,13 @@ inbox and processing transactions (SQL statements are recorded)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from bot.core.events import MessagePosted
+from bot.storage.models import InboxEntry
 from tests.support import make_chat
 from tests.test_scheduling import BERLIN, config, setup, tick_at
 
@@ -97,5 +99,8 @@ async def test_answers_arriving_together_are_stored_and_processed_in_one_transac
         assert not any(s.startswith("SAVEPOINT") for s in batch)
         round_ = await chat.store.open_round_in(chat.channel)
         assert len(await chat.store.responses(round_.id)) == 20
+        async with chat.store.session() as s:  # processed: the payload is not kept
+            rows = (await s.scalars(select(InboxEntry))).all()
+        assert {(r.status, json.dumps(r.payload)) for r in rows} == {("done", "{}")}
     finally:
         await chat.store.close()
