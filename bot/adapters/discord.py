@@ -1106,7 +1106,11 @@ class DiscordAdapter:
     async def _landed(self, channel: discord.abc.Messageable) -> set[str]:
         """What the bot posted recently here (history carries no nonce: match the text)."""
         assert self.client is not None and self.client.user is not None
-        found = [m async for m in channel.history(limit=50)]  # type: ignore[attr-defined]
+        try:
+            found = [m async for m in channel.history(limit=50)]  # type: ignore[attr-defined]
+        except discord.HTTPException as exc:  # unreadable: rely on the nonce alone
+            log.warning("discord: cannot read history before a re-send: %s", exc)
+            return set()
         return {m.content for m in found if m.author.id == self.client.user.id}
 
     async def find_post(self, channel: str, round_key: str) -> Posted | None:
