@@ -65,3 +65,25 @@ def setup_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str]
     root.setLevel(level.upper())
     for noisy in ("aiosqlite", "alembic", "asyncio", "discord.gateway", "discord.http"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def install_excepthooks() -> None:
+    """Uncaught errors (main thread or any other) become one log line, never a bare traceback.
+
+    They go through the configured handler, so ``--log-format json`` stays JSON and the
+    redaction filter sees them; the traceback itself is logged at DEBUG.
+    """
+    import threading
+
+    log = logging.getLogger("bot")
+
+    def report(exc_type, exc, tb, where: str = "") -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            return
+        log.error("unexpected error%s: %s: %s", where, exc_type.__name__, exc)
+        log.debug("traceback", exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = report
+    threading.excepthook = lambda a: report(
+        a.exc_type, a.exc_value, a.exc_traceback, f" in thread {a.thread.name if a.thread else '?'}"
+    )

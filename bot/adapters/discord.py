@@ -124,7 +124,8 @@ def round_embed(post: RoundPost) -> discord.Embed:
     prompt = post.prompt
     lines = [escape(prompt.summary), "", "**Questions**"]
     lines += [f"**{i}.** {escape(text)}" for i, (text, _) in enumerate(prompt.questions, 1)]
-    lines += ["", "Reply in the thread (start with `2:` to answer question 2) or press a button."]
+    numbered = " (start with `2:` to answer question 2)" if len(prompt.questions) > 1 else ""
+    lines += ["", f"Reply in the thread{numbered} or press a button."]
     title = ("Preview: " if post.preview else "") + prompt.title
     embed = discord.Embed(
         title=_shorten(title, 256),
