@@ -379,7 +379,13 @@ def platform_fault(exc: BaseException, config: Config | None = None) -> Fault | 
         host = getattr(x, "host", None)
         port = getattr(x, "port", None)
         target = f"{host}:{port}" if host else "the platform"
-        name = _platform_named(host, config)
+        name = (
+            "Discord"
+            if raised_in(exc, "discord")
+            else "Slack"
+            if raised_in(exc, "slack_sdk", "slack_bolt")
+            else _platform_named(host, config)
+        )
         why = getattr(x, "strerror", None) or _first_line(x)
         setting = f"{name.lower()}.api_url" if name else "the api_url settings"
         return Fault(
