@@ -92,6 +92,8 @@ def _load_library(config_path: Path) -> Library:
         if config is None and not prompts_dir.is_dir():
             raise ProblemsFound(problems)  # nothing more to check without a config
     except (OSError, ValueError, RuntimeError) as exc:
+        if config is None:  # the config's own problem says enough
+            raise ProblemsFound(problems) from None
         why = getattr(exc, "strerror", None) or str(exc)
         where = doc.problem(("prompts_dir",), "") if doc else Problem(shown, 1, 1, "")
         problems.append(

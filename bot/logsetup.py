@@ -38,6 +38,32 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class OneLineErrors(logging.Filter):
+    """Below DEBUG, an exception is told on its record's line, never as a traceback.
+
+    Libraries log tracebacks for things that are not bugs (discord.py on every gateway
+    reconnect, for example); admins get one line each, and ``--log-level DEBUG`` brings
+    the tracebacks back.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            told = " ".join(str(exc).split())
+            if len(told) > 300:
+                told = told[:299] + "…"
+            name = type(exc).__name__
+            record.msg = (
+                f"{record.getMessage()} ({name}: {told})"
+                if told
+                else f"{record.getMessage()} ({name})"
+            )
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -53,6 +79,8 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    if level.upper() != "DEBUG":
+        handler.addFilter(OneLineErrors())  # before redaction, which then sees the line
     handler.addFilter(RedactSecrets(secrets))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
