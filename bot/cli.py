@@ -132,7 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 fault = database_fault(exc, url)
             raise (fault or platform_fault(exc, config) or exc) from None
         finally:
-            await runtime.close()
+            try:
+                await runtime.close()
+            except Exception as exc:  # closing after a fault must not hide the fault
+                log.warning("closing the database failed: %s: %s", type(exc).__name__, exc)
         return 0
 
     return asyncio.run(main())
