@@ -78,3 +78,24 @@ def test_library_tracebacks_are_one_line_unless_debug(capsys):
         logging.getLogger("discord.client").exception("Attempting a reconnect")
     (record,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert "Traceback" in record["exception"]  # DEBUG keeps the details
+
+
+def test_uncaught_errors_in_threads_are_one_log_line(capsys):
+    import threading
+
+    from bot.logsetup import install_excepthooks
+
+    setup_logging("json", "INFO", [SECRET])
+    before = threading.excepthook, sys.excepthook
+    install_excepthooks()
+    try:
+        thread = threading.Thread(target=lambda: 1 / 0, name="worker")
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook, sys.excepthook = before
+    (record,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert (
+        record["message"]
+        == "unexpected error in thread worker: ZeroDivisionError: division by zero"
+    )
