@@ -32,6 +32,7 @@ MAX_MESSAGE = 300  # characters of a problem message (values are quoted in messa
 
 _MERGE = "tag:yaml.org,2002:merge"
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, order=True)
@@ -350,13 +351,22 @@ class _Walker:
 
     def _scalar(self, node: yaml.Node) -> Any:
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError:
             raise
         except (ValueError, OverflowError, TypeError):
             # e.g. 2026-13-01 resolves as a date but is none, or a number too long to
             # convert: keep the text and let the schema say whether text is fine here
             return node.value if isinstance(node.value, str) else None
+        if isinstance(value, str) and _SURROGATE.search(value):
+            # "\ud800" escapes make text no database or chat can store
+            self._problem(
+                node,
+                "invalid text: an escape such as \\ud800 is only half a character; "
+                "write the character itself",
+            )
+            return None
+        return value
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:

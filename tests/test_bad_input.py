@@ -299,3 +299,9 @@ def test_validate_lists_every_problem_of_config_and_every_set_in_one_run(tmp_pat
         assert any(name in line for line in err), (name, err)
     assert any("keys.yaml" in line and "unknown key 'colour'" in line for line in err)
     assert err[-1] == f"{len(err) - 1} problems found."
+
+
+def test_half_a_character_is_refused_before_it_reaches_a_database():
+    (line,) = problems_of('title: ok\nsummary: "caf\\ud800"\n')
+    assert line.startswith("x.yaml:2:10: invalid text:") and "half a character" in line
+    assert parse_yaml('t: "\\U0001F4A5 \\u00e9"\n', "x.yaml").data == {"t": "💥 é"}
