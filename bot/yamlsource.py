@@ -33,6 +33,7 @@ MAX_MESSAGE = 300  # characters of a problem message (values are quoted in messa
 _MERGE = "tag:yaml.org,2002:merge"
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True, order=True)
@@ -358,6 +359,14 @@ class _Walker:
             # e.g. 2026-13-01 resolves as a date but is none, or a number too long to
             # convert: keep the text and let the schema say whether text is fine here
             return node.value if isinstance(node.value, str) else None
+        if isinstance(value, str) and (bad := _CONTROL.search(value)):
+            # "\0" or "\e" escapes: PostgreSQL cannot store a NUL, terminals obey ESC
+            self._problem(
+                node,
+                f"invalid text: control character U+{ord(bad.group()):04X} (from an escape); "
+                "remove it",
+            )
+            return None
         if isinstance(value, str) and _SURROGATE.search(value):
             # "\ud800" escapes make text no database or chat can store
             self._problem(
