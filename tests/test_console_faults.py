@@ -331,3 +331,9 @@ async def test_console_survives_a_sqlite_lock_held_past_the_busy_timeout(tmp_pat
         keyboard.close()
         await asyncio.wait_for(task, 30)
         await chat.store.close()
+
+
+async def test_escape_sequences_and_nul_bytes_never_reach_an_answer(console):
+    out = await run_script(console, b"/discuss now\nab\x1b[Dc\x00d\x1b[A\x07\n/discuss results\n")
+    assert "Saved your answer" in out
+    assert "you: abcd" in out

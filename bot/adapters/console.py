@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import re
 import sys
 import threading
 import uuid
@@ -38,6 +39,8 @@ from bot.faults import is_transient_database_error
 log = logging.getLogger(__name__)
 
 PLATFORM = "console"
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 CONSOLE_COMMANDS = ("/discuss", "/as", "/quit", "/exit")
 DATABASE_AWAY = (
     "The database did not answer, so that may not have been saved. Try again in a moment."
@@ -153,7 +156,9 @@ class ConsoleAdapter:
 
     async def handle_input(self, dispatcher: Dispatcher, raw: str) -> str | None:
         """One line as typed; returns "quit" when the console should end."""
-        line = raw.strip()
+        # arrow keys typed without readline, NULs and other control bytes never reach an
+        # answer (PostgreSQL cannot store a NUL; others would replay as terminal commands)
+        line = _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", raw)).strip()
         if not line:
             return None
         if not line.startswith("/"):
