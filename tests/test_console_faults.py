@@ -261,6 +261,12 @@ async def _console_session(chat):
     adapter = ConsoleAdapter(
         ConsoleSettings(), stdin=keyboard.reader, stdout=screen, interactive=False
     )
+    slept: list[float] = []
+
+    async def no_wait(delay: float) -> None:  # backoff without waiting
+        slept.append(delay)
+
+    adapter.sleep = no_wait
     chat.dispatcher.register(adapter)
     task = asyncio.create_task(adapter.run(chat.dispatcher))
 
@@ -337,3 +343,50 @@ async def test_escape_sequences_and_nul_bytes_never_reach_an_answer(console):
     out = await run_script(console, b"/discuss now\nab\x1b[Dc\x00d\x1b[A\x07\n/discuss results\n")
     assert "Saved your answer" in out
     assert "you: abcd" in out
+
+
+class FlakyDispatcher:
+    """Fails the first ``failures`` calls the way a lost PostgreSQL connection does."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.calls = 0
+
+    async def handle(self, event):
+        from sqlalchemy.exc import OperationalError
+
+        from bot.core.events import Reply
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise OperationalError("SELECT 1", {}, ConnectionResetError("connection lost"))
+        return [Reply("done")]
+
+
+@pytest.mark.parametrize(
+    ("failures", "shown", "waits"), [(2, "done", [0.25, 0.5]), (9, DATABASE_AWAY, [0.25, 0.5, 1.0])]
+)
+async def test_read_only_commands_are_retried_with_backoff(failures, shown, waits):
+    screen = Screen()
+    adapter = ConsoleAdapter(
+        ConsoleSettings(), stdin=io.StringIO(), stdout=screen, interactive=False
+    )
+    slept: list[float] = []
+
+    async def no_wait(delay: float) -> None:
+        slept.append(delay)
+
+    adapter.sleep = no_wait
+    dispatcher = FlakyDispatcher(failures)
+    await adapter.handle_input(dispatcher, "/discuss results")
+    assert shown in screen.text and slept == waits
+
+
+async def test_answers_are_not_retried_so_nothing_is_saved_twice():
+    screen = Screen()
+    adapter = ConsoleAdapter(
+        ConsoleSettings(), stdin=io.StringIO(), stdout=screen, interactive=False
+    )
+    dispatcher = FlakyDispatcher(1)
+    await adapter.handle_input(dispatcher, "my answer")
+    assert DATABASE_AWAY in screen.text and dispatcher.calls == 1

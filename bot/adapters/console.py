@@ -42,6 +42,7 @@ PLATFORM = "console"
 _ESCAPE_SEQUENCE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 CONSOLE_COMMANDS = ("/discuss", "/as", "/quit", "/exit")
+READ_ONLY = frozenset({"help", "results", "next", "sets", "preview"})  # safe to retry
 DATABASE_AWAY = (
     "The database did not answer, so that may not have been saved. Try again in a moment."
 )
@@ -59,6 +60,8 @@ class ConsoleAdapter:
         interactive: bool | None = None,
     ):
         self.channel = f"{PLATFORM}:{settings.channel}"
+        self.retry_delays: tuple[float, ...] = (0.25, 0.5, 1.0)  # backoff for read-only commands
+        self.sleep = asyncio.sleep  # injected by tests
         self.user = settings.user
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
@@ -189,7 +192,7 @@ class ConsoleAdapter:
         else:
             event = MessagePosted(self.actor(), self.channel, line, f"console-{uuid.uuid4().hex}")
         try:
-            replies = await dispatcher.handle(event)
+            replies = await self._handle_retrying(dispatcher, event)
         except Exception as exc:  # the console keeps running whatever one line ran into
             if is_transient_database_error(exc):
                 log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
@@ -201,6 +204,29 @@ class ConsoleAdapter:
             return
         for reply in replies:
             self.show(reply)
+
+    async def _handle_retrying(self, dispatcher: Dispatcher, event) -> list:
+        """Handle an event; a read-only command is retried with backoff while the database
+        is away for a moment. Writes are not retried here: the person is told to try again,
+        so nothing is ever saved twice."""
+        read_only = isinstance(event, CommandInvoked) and _command_name(event.text) in READ_ONLY
+        delays = self.retry_delays if read_only else ()
+        for delay in (*delays, None):
+            try:
+                return await dispatcher.handle(event)
+            except Exception as exc:
+                if delay is None or not is_transient_database_error(exc):
+                    raise
+                log.info("database unavailable (%s); retrying in %gs", type(exc).__name__, delay)
+                await self.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _command_name(text: str) -> str | None:
+    try:
+        return commands.parse(text).name
+    except commands.CommandError:
+        return None
 
 
 def _unknown_command(word: str, rest: str) -> str:
