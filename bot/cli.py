@@ -273,8 +273,15 @@ def cmd_discord_invite_url(args: argparse.Namespace) -> int:
     from bot.adapters.discord import application_id_from_token, invite_url
 
     app_id = args.application_id
-    if app_id is None and Secrets.from_env().discord_bot_token:
-        app_id = application_id_from_token(Secrets.from_env().discord_bot_token or "")
+    token = Secrets.from_env().discord_bot_token
+    if app_id is None and token:
+        app_id = application_id_from_token(token)
+        if app_id is None:
+            raise Fault(
+                "DISCORD_BOT_TOKEN is malformed, so it does not name the application; copy it "
+                "again (Developer Portal → Bot → Reset Token) or pass --application-id",
+                ExitCode.SETUP,
+            )
     if app_id is None:
         print(
             "Pass --application-id (Developer Portal → General Information → Application ID) "

@@ -296,3 +296,10 @@ def test_exit_codes_are_documented():
     for code in ExitCode:
         assert f"| {code.value} " in doc, code
         assert f"  {code.value} " in EXIT_CODES_HELP, code
+
+
+def test_invite_url_with_a_malformed_token_says_malformed_not_missing(site):
+    result = roundtable("discord", "invite-url", cwd=site, env={"DISCORD_BOT_TOKEN": "garbage"})
+    assert result.returncode == ExitCode.SETUP
+    line = the_one_line(result)
+    assert "DISCORD_BOT_TOKEN is malformed" in line and "garbage" not in result.stderr
