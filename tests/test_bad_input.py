@@ -231,6 +231,7 @@ def mutated(draw, text: str) -> str:
 FUZZ = settings(
     max_examples=60,
     derandomize=True,
+    database=None,  # no example files written into the checkout
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
