@@ -139,6 +139,9 @@ _TRANSIENT_DB = (
 
 def is_transient_database_error(exc: BaseException) -> bool:
     """Would the same operation likely work in a moment (outage, lock, restart)?"""
+    text = str(exc)
+    if "no such table" in text or "no such column" in text or "syntax error" in text:
+        return False  # SQLite reports schema and SQL bugs as OperationalError too
     for x in chain(exc):
         if _is(x, *_TRANSIENT_DB) or isinstance(x, ConnectionError | TimeoutError):
             return True

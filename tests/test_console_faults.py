@@ -390,3 +390,21 @@ async def test_answers_are_not_retried_so_nothing_is_saved_twice():
     dispatcher = FlakyDispatcher(1)
     await adapter.handle_input(dispatcher, "my answer")
     assert DATABASE_AWAY in screen.text and dispatcher.calls == 1
+
+
+def test_which_database_errors_are_transient():
+    import sqlite3 as sq
+
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from bot.faults import is_transient_database_error
+
+    assert is_transient_database_error(
+        OperationalError("x", {}, sq.OperationalError("database is locked"))
+    )
+    assert is_transient_database_error(ConnectionRefusedError(111, "refused"))
+    assert not is_transient_database_error(
+        OperationalError("x", {}, sq.OperationalError("no such table: t"))
+    )
+    assert not is_transient_database_error(IntegrityError("x", {}, sq.IntegrityError("UNIQUE")))
+    assert not is_transient_database_error(KeyError("bug"))
