@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_format, args.log_level, Secrets.from_env().values())
+    setup_logging(args.log_format, args.log_level, [*Secrets.from_env().values(), *_db_password()])
     install_excepthooks()
     try:
         code = args.func(args)
@@ -422,6 +422,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         log.debug("traceback", exc_info=True)
         return ExitCode.INTERNAL
+
+
+def _db_password() -> list[str]:
+    """The password in ROUNDTABLE_DATABASE_URL, so no log line can show it."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(os.environ.get("ROUNDTABLE_DATABASE_URL", "")).password
+    except Exception:
+        return []
+    return [str(password)] if password else []
 
 
 def _silence_stdout() -> None:

@@ -303,3 +303,22 @@ def test_invite_url_with_a_malformed_token_says_malformed_not_missing(site):
     assert result.returncode == ExitCode.SETUP
     line = the_one_line(result)
     assert "DISCORD_BOT_TOKEN is malformed" in line and "garbage" not in result.stderr
+
+
+def test_the_database_password_is_redacted_from_every_log_line(monkeypatch, capsys):
+    import logging
+
+    from bot import cli
+
+    monkeypatch.setenv("ROUNDTABLE_DATABASE_URL", f"postgresql://u:{SECRET_PASSWORD}@h/db")
+
+    def chatty(_args):
+        logging.getLogger("sqlalchemy.engine").warning(
+            "connecting with %s", os.environ["ROUNDTABLE_DATABASE_URL"]
+        )
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_validate", chatty)
+    assert cli.main(["--config", str(REPO / "config/roundtable.yaml"), "validate"]) == 0
+    err = capsys.readouterr().err
+    assert "connecting with postgresql://u:[redacted]@h/db" in err and SECRET_PASSWORD not in err
