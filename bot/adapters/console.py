@@ -14,6 +14,7 @@ away for a moment gets "try again in a moment".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import logging
 import re
@@ -130,9 +131,11 @@ class ConsoleAdapter:
                         if not line:
                             break
                     loop.call_soon_threadsafe(lines.put_nowait, line)
+            except RuntimeError:  # the loop closed: the bot is shutting down
+                return
             except Exception as exc:  # an unreadable stdin ends input, never the bot
                 log.error("cannot read the console input (%s: %s)", type(exc).__name__, exc)
-            finally:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(lines.put_nowait, None)
 
         threading.Thread(target=pump, name="console-stdin", daemon=True).start()
