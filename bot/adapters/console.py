@@ -131,10 +131,9 @@ class ConsoleAdapter:
                         if not line:
                             break
                     loop.call_soon_threadsafe(lines.put_nowait, line)
-            except RuntimeError:  # the loop closed: the bot is shutting down
-                return
             except Exception as exc:  # an unreadable stdin ends input, never the bot
-                log.error("cannot read the console input (%s: %s)", type(exc).__name__, exc)
+                if not loop.is_closed():  # (a closed loop only means the bot is stopping)
+                    log.error("cannot read the console input (%s: %s)", type(exc).__name__, exc)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(lines.put_nowait, None)
 
