@@ -321,7 +321,7 @@ def check_credentials(secrets: Secrets, config: Config) -> None:
                 code,
             )
     token = secrets.discord_bot_token
-    if token is not None and not discord_token_looks_valid(token.strip()):
+    if token is not None and not discord_token_looks_valid(token):
         hint = ""
         if token != token.strip() or token.strip()[:1] in "'\"":
             hint = " (remove the spaces or quotes around it)"

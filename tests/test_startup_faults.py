@@ -172,6 +172,7 @@ def test_slack_app_token_without_bot_token(site, tmp_path):
         ("garbage", ""),
         ('"MTIzNDU2.abcdef.ghijklmnop"', "remove the spaces or quotes"),
         ("Bot MTIzNDU2.abcdef.ghijklmnop", "without 'Bot '"),
+        ("MTIzNDU2.abcdef.ghijklmnop ", "remove the spaces or quotes"),
     ],
 )
 def test_malformed_discord_token_is_reported_as_malformed(site, tmp_path, token, hint):
