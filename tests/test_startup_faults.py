@@ -323,3 +323,27 @@ def test_the_database_password_is_redacted_from_every_log_line(monkeypatch, caps
     assert cli.main(["--config", str(REPO / "config/roundtable.yaml"), "validate"]) == 0
     err = capsys.readouterr().err
     assert "connecting with postgresql://u:[redacted]@h/db" in err and SECRET_PASSWORD not in err
+
+
+async def test_a_port_in_use_is_named_with_the_setting_to_change():
+    from aiohttp import web
+
+    from bot.config import Config
+    from bot.faults import platform_fault
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    try:
+        with pytest.raises(OSError) as err:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+    finally:
+        await runner.cleanup()
+        taken.close()
+    config = Config.model_validate({"slack": {"port": port, "mode": "http"}})
+    fault = platform_fault(err.value, config)
+    assert fault is not None and fault.code == ExitCode.NETWORK
+    assert fault.message.startswith(f"port {port} is already in use; stop the other program")
