@@ -390,7 +390,9 @@ def platform_fault(exc: BaseException, config: Config | None = None) -> Fault | 
             else _platform_named(host, config)
         )
         why = getattr(x, "strerror", None) or _first_line(x)
-        setting = f"{name.lower()}.api_url" if name else "the api_url settings"
+        setting = _setting_for(host, port, config) or (
+            f"{name.lower()}.api_url" if name else "the api_url settings"
+        )
         return Fault(
             f"cannot reach {name or 'Slack/Discord'} at {target} ({why}); check the "
             f"network and proxy, or {setting} in the config",
@@ -418,6 +420,28 @@ def _platform_named(host: str | None, config: Config | None) -> str | None:
     ):
         if any(urlsplit(u).hostname == host for u in urls):
             return name
+    return None
+
+
+def _setting_for(host: str | None, port: object, config: Config | None) -> str | None:
+    """The config setting whose URL points at host:port (the one to check)."""
+    if not host or config is None:
+        return None
+    from urllib.parse import urlsplit
+
+    for setting, url in (
+        ("discord.api_url", config.discord.api_url),  # first: login comes before the gateway
+        ("discord.gateway_url", config.discord.gateway_url),
+        ("slack.api_url", config.slack.api_url),
+    ):
+        parts = urlsplit(url)
+        default = 443 if parts.scheme in ("https", "wss") else 80
+        try:
+            same_port = (parts.port or default) == int(str(port))
+        except ValueError:
+            same_port = False
+        if parts.hostname == host and same_port:
+            return setting
     return None
 
 

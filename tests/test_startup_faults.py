@@ -8,6 +8,7 @@ not exist); nothing here stops or changes it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -347,3 +348,34 @@ async def test_a_port_in_use_is_named_with_the_setting_to_change():
     fault = platform_fault(err.value, config)
     assert fault is not None and fault.code == ExitCode.NETWORK
     assert fault.message.startswith(f"port {port} is already in use; stop the other program")
+
+
+async def test_discord_gateway_unreachable_after_login(tmp_path):
+    """The API answers (login works) but the gateway does not: one line naming the setting."""
+    from tests.discord.conftest import TOKEN
+    from tests.discord.fake_discord import FakeDiscord
+
+    fake = await FakeDiscord().start()
+    port = closed_port()
+    config = write_library(
+        tmp_path,
+        MINI_CONFIG
+        + f"discord:\n  api_url: {fake.api_url}\n  gateway_url: ws://127.0.0.1:{port}/\n",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_"))}
+    env.update(DISCORD_BOT_TOKEN=TOKEN, ROUNDTABLE_DATABASE_URL=f"sqlite:///{tmp_path}/d.db")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "--config", str(config), "run",
+            env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(process.communicate(), 90)
+    finally:
+        await fake.stop()
+    stderr = err.decode()
+    assert process.returncode == ExitCode.NETWORK, stderr
+    assert "Traceback" not in stderr and TOKEN not in stderr
+    ours = [line for line in stderr.splitlines() if " ERROR   bot: " in line]
+    assert len(ours) == 1 and f"cannot reach Discord at 127.0.0.1:{port}" in ours[0]
+    assert "discord.gateway_url" in ours[0]
