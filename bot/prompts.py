@@ -114,7 +114,8 @@ def collect_prompt_sets(
     seen_ids: dict[str, Problem] = {}
     try:
         if not directory.is_dir():
-            return sets, [Problem(str(directory), 1, 1, "prompts directory does not exist")], set()
+            what = "is not a directory" if directory.exists() else "does not exist"
+            return sets, [Problem(str(directory), 1, 1, f"prompts directory {what}")], set()
         files = sorted(directory.glob("*.yaml"))
     except (OSError, ValueError) as exc:
         why = getattr(exc, "strerror", None) or str(exc)
