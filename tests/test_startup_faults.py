@@ -379,3 +379,16 @@ async def test_discord_gateway_unreachable_after_login(tmp_path):
     ours = [line for line in stderr.splitlines() if " ERROR   bot: " in line]
     assert len(ours) == 1 and f"cannot reach Discord at 127.0.0.1:{port}" in ours[0]
     assert "discord.gateway_url" in ours[0]
+
+
+def test_a_database_from_a_newer_version(site):
+    import sqlite3
+
+    db = site / "future.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('9999_from_the_future')")
+    result = roundtable("run", cwd=site, env={"ROUNDTABLE_DATABASE_URL": f"sqlite:///{db}"})
+    assert result.returncode == ExitCode.DATABASE
+    line = the_one_line(result)
+    assert "cannot migrate the SQLite database" in line and "newer Roundtable" in line
