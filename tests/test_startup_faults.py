@@ -392,3 +392,18 @@ def test_a_database_from_a_newer_version(site):
     assert result.returncode == ExitCode.DATABASE
     line = the_one_line(result)
     assert "cannot migrate the SQLite database" in line and "newer Roundtable" in line
+
+
+def test_a_sqlite_lock_at_start_up_is_one_line():
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from bot.faults import database_fault
+
+    error = OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked"))
+    fault = database_fault(error, "sqlite+aiosqlite:///data/roundtable.db")
+    assert fault is not None and fault.code == ExitCode.DATABASE
+    assert fault.message.startswith(
+        "the SQLite database data/roundtable.db stayed locked by another process for 30 s"
+    )
