@@ -27,15 +27,12 @@ def _post(questions: int) -> RoundPost:
 
 @pytest.mark.parametrize("questions", [1, 2])
 def test_the_answer_question_2_hint_only_when_there_is_a_question_2(questions):
-    from bot.adapters.discord import round_embed
+    from bot.adapters.discord import round_messages
     from bot.adapters.slack.blocks import round_blocks
 
     post = _post(questions)
-    shown = [
-        render.round_text(post),
-        json.dumps(round_blocks(post)),
-        round_embed(post).description or "",
-    ]
+    embeds = [e.to_dict() for message in round_messages(post) for e in message]
+    shown = [render.round_text(post), json.dumps(round_blocks(post)), json.dumps(embeds)]
     for text in shown:
         assert ("2:" in text) == (questions > 1), text
 
