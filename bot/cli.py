@@ -123,8 +123,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             return ExitCode.PROBLEMS
         except Exception as exc:
             raise (database_fault(exc, url) or exc) from None
+        from bot.adapters import StartupError
+
         try:
             await run(runtime)
+        except StartupError as exc:  # the adapter's own one line: keep it, add the code
+            code = ExitCode.NETWORK if "cannot reach" in str(exc) else ExitCode.SETUP
+            raise Fault(str(exc), code) from None
         except Exception as exc:
             config = runtime.library.current.config
             fault = None
