@@ -17,12 +17,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.config import Secrets, database_url
+from bot.core.anonymity import load_keyring
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
 from bot.core.ports import Ports
 from bot.core.rounds import RoundService
 from bot.library import LibraryHolder, load_library
+from bot.privacy import check_server_secret
 from bot.reload import Reloader
 from bot.storage.store import Store
 
@@ -62,9 +64,12 @@ async def build_runtime(
 ) -> Runtime:
     """Load and validate content (raises ProblemsFound), open and migrate the database."""
     library = LibraryHolder(load_library(config_path))
-    store = await Store.open(database or database_url(library.current.config))
+    url = database or database_url(library.current.config)
+    keyring = load_keyring(url)  # raises SecretProblem (one line) before touching the database
+    store = await Store.open(url)
     clock = clock or SystemClock()
-    service = RoundService(store, library, clock)
+    await check_server_secret(store, keyring, clock.now())  # logs loudly on a mismatch
+    service = RoundService(store, library, clock, keyring=keyring)
     reloader = Reloader(library, config_path)
     dispatcher = Dispatcher(Handlers(service, reload=reloader.reload), service)
     return Runtime(
