@@ -124,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return ExitCode.PROBLEMS
         except SecretProblem as exc:  # ROUNDTABLE_SECRET: its own one line (docs/privacy.md)
             print(f"Refusing to start: {exc}", file=sys.stderr)
-            return ExitCode.PROBLEMS
+            # the key file lives beside the SQLite database: an unwritable folder is code 4
+            return ExitCode.DATABASE if "key file" in str(exc) else ExitCode.PROBLEMS
         except Exception as exc:
             raise (database_fault(exc, url) or exc) from None
         from bot.adapters import StartupError
