@@ -14,6 +14,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bot.config import Secrets, database_url
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
@@ -51,7 +53,9 @@ async def build_runtime(
 ) -> Runtime:
     """Load and validate content (raises ProblemsFound), open and migrate the database."""
     library = LibraryHolder(load_library(config_path))
-    store = await Store.open(database or database_url(library.current.config))
+    url = database or database_url(library.current.config, config_path=config_path)
+    log.info("database: %s", make_url(url).render_as_string(hide_password=True))
+    store = await Store.open(url)
     clock = clock or SystemClock()
     service = RoundService(store, library, clock)
     reloader = Reloader(library, config_path)

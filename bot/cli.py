@@ -109,8 +109,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     from bot.history import format_rows, history, parse_since
     from bot.storage.store import Store
 
+    config_path = resolve_config_path(args.config)
     try:
-        config, _ = load_config(resolve_config_path(args.config))
+        config, _ = load_config(config_path)
     except ProblemsFound as exc:
         _print_problems(exc.problems)
         return 1
@@ -122,7 +123,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> str:
-        store = await Store.open(database_url(config))
+        store = await Store.open(database_url(config, config_path=config_path))
         try:
             return format_rows(await history(store, channel=args.channel, since=since), zone)
         finally:
@@ -179,7 +180,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     async def main() -> str:
         now = SystemClock().now()
-        store = await Store.open(database_url(library.config))
+        store = await Store.open(database_url(library.config, config_path=library.config_path))
         try:
             blocks = []
             for channel in channels:

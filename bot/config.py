@@ -31,7 +31,9 @@ from pydantic import (
 from bot.yamlsource import ProblemsFound, load_yaml
 
 DEFAULT_CONFIG = Path("config/roundtable.yaml")
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/roundtable.db"
+# Relative SQLite paths are relative to the config file's folder, like ``prompts_dir``:
+# the shipped config/roundtable.yaml therefore keeps its data in data/roundtable.db.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///../data/roundtable.db"
 CHANNEL_SCHEMES = ("slack", "discord", "console")
 
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
@@ -396,11 +398,32 @@ def load_config(path: Path, display: str | None = None):
         raise ProblemsFound(doc.problems_from(exc)) from None
 
 
-def database_url(config: Config, env: dict[str, str] | None = None) -> str:
-    """The database URL to use, normalised to an async driver."""
+def database_url(
+    config: Config, env: dict[str, str] | None = None, *, config_path: Path | None = None
+) -> str:
+    """The database URL to use, normalised to an async driver.
+
+    A relative SQLite path (from the environment, the config or the default) is resolved
+    against the config file's folder, so ``run``, ``history`` and ``plan`` open the same
+    database from any working directory.
+    """
     env = os.environ if env is None else env
     url = env.get("ROUNDTABLE_DATABASE_URL") or config.database_url or DEFAULT_DATABASE_URL
-    return normalise_database_url(url)
+    base = (config_path or resolve_config_path(None)).parent
+    return anchor_sqlite_path(normalise_database_url(url), base)
+
+
+def anchor_sqlite_path(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file path made absolute against ``base``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return url
+    if path.startswith("file:") or Path(path).is_absolute():
+        return url
+    return parsed.set(database=str((base / path).resolve())).render_as_string(hide_password=False)
 
 
 def normalise_database_url(url: str) -> str:
