@@ -218,19 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="roundtable",
         description="Roundtable runs recurring team discussions in Slack, Discord and the console.",
     )
-    parser.add_argument(
-        "--config",
-        help="config file (default: $ROUNDTABLE_CONFIG or config/roundtable.yaml)",
-    )
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the bot (console adapter when no tokens are set)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check the config and every prompt set")
-    # also accepted after the subcommand, so hooks can append it (`roundtable validate --config X`)
-    p.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser(
         "history", help="list past rounds: what was asked where, and how many answered"
@@ -272,7 +265,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--application-id", type=int, help="default: read from DISCORD_BOT_TOKEN (no network)"
     )
     d.set_defaults(func=cmd_discord_invite_url)
+    for command in subcommand_parsers(parser):
+        add_global_options(command, after_command=True)
     return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """``--config``, ``--log-format`` and ``--log-level``, accepted before or after a command.
+
+    Each subcommand gets a copy whose defaults are SUPPRESS, so a value given before the
+    command is not overwritten by the copy's default, and its ``--help`` lists them.
+    """
+
+    def default(value: str | None) -> str | None:
+        return argparse.SUPPRESS if after_command else value
+
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--config",
+        default=default(None),
+        help="config file (default: $ROUNDTABLE_CONFIG, else config/roundtable.yaml)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=default("text"),
+        help="text (default) or json, one object per line",
+    )
+    group.add_argument(
+        "--log-level", default=default("INFO"), help="DEBUG, INFO (default), WARNING or ERROR"
+    )
+
+
+def subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser``: commands and their actions (``prompts draft``)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *subcommand_parsers(child)]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
