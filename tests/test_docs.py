@@ -66,7 +66,7 @@ SNIPPETS = snippets()
 
 def test_the_docs_have_yaml_examples_of_each_main_kind():
     kinds = {s.kind for s in SNIPPETS}
-    assert {"config", "prompt-set"} <= kinds, kinds
+    assert {"config", "prompt-set", "compose"} <= kinds, kinds
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=str)
