@@ -21,6 +21,7 @@ from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
 from bot.core.rounds import RoundService
+from bot.health import Readiness, start_health
 from bot.library import LibraryHolder, load_library
 from bot.reload import Reloader
 from bot.storage.store import Store
@@ -39,6 +40,7 @@ class Runtime:
     dispatcher: Dispatcher
     secrets: Secrets = field(default_factory=Secrets)
     reloader: Reloader | None = None  # watches prompts/ and the config (bot.reload)
+    readiness: Readiness = field(default_factory=Readiness)  # /healthz checks (bot.health)
 
     async def close(self) -> None:
         await self.store.close()
@@ -103,12 +105,15 @@ async def run(runtime: Runtime) -> None:
 
     scheduler = Scheduler.from_runtime(runtime)
     await scheduler.start()
+    health = await start_health(runtime)  # /healthz and /metrics, when a health port is set
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopper and not task.cancelled() and task.exception():
                 raise task.exception()
     finally:
+        if health is not None:
+            await health.stop()
         await scheduler.stop()
         for task in [*tasks, stopper]:
             task.cancel()

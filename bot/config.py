@@ -301,6 +301,17 @@ class ConsoleSettings(Strict):
     user: str = Field(default="you", description="Who you are in the console.")
 
 
+class HealthSettings(Strict):
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port for /healthz and /metrics in every mode; none: off. "
+        "ROUNDTABLE_HEALTH_PORT wins over this.",
+    )
+    host: str = Field(default="0.0.0.0", description="Address the health port listens on.")
+
+
 class Config(Strict):
     """The file format of ``config/roundtable.yaml``."""
 
@@ -320,6 +331,7 @@ class Config(Strict):
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     console: ConsoleSettings = ConsoleSettings()
+    health: HealthSettings = HealthSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -23,6 +23,7 @@ import discord
 import yarl
 from discord import app_commands
 
+from bot import metrics
 from bot.config import DiscordSettings
 from bot.core import commands as core_commands
 from bot.core.dispatch import ChannelPost, Posted, PostFailed
@@ -472,7 +473,8 @@ class DiscordAdapter:
         if channel is None:
             try:
                 channel = await self.client.fetch_channel(channel_id)
-            except discord.HTTPException:
+            except discord.HTTPException as exc:
+                metrics.api_error(PLATFORM, exc.code or exc.status)
                 log.warning("discord: cannot look up channel %s", channel_id)
                 return None
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
@@ -493,6 +495,7 @@ class DiscordAdapter:
 
     async def run_command(self, interaction: discord.Interaction, text: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        metrics.ack_since(PLATFORM, interaction.created_at)
         event = CommandInvoked(self.actor(interaction.user), self.channel_of(interaction), text)
         await self.answer(interaction, await self.dispatcher.handle(event))
 
@@ -530,9 +533,11 @@ class DiscordAdapter:
         # form opened before a restart is still saved: keep it out of discord.py's store.
         modal.stop()
         await interaction.response.send_modal(modal)
+        metrics.ack_since(PLATFORM, interaction.created_at)
 
     async def on_form_submit(self, interaction: discord.Interaction, custom_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
+        metrics.ack_since(PLATFORM, interaction.created_at)
         parts = custom_id.split(":")
         round_id, anonymous = int(parts[2]), parts[-1] == "anon"
         round_ = await self.runtime.store.get_round(round_id)
@@ -614,6 +619,7 @@ class DiscordAdapter:
             try:
                 channel = await self.client.fetch_channel(channel_id)
             except (discord.Forbidden, discord.NotFound) as exc:
+                metrics.api_error(PLATFORM, exc.code or exc.status)
                 raise PostFailed(_refusal(exc)) from exc
         return channel  # type: ignore[return-value]
 
@@ -633,7 +639,11 @@ class DiscordAdapter:
                 await channel.send(text, allowed_mentions=NO_MENTIONS)
             return None
         except (discord.Forbidden, discord.NotFound) as exc:
+            metrics.api_error(PLATFORM, exc.code or exc.status)
             raise PostFailed(_refusal(exc)) from exc
+        except discord.HTTPException as exc:  # transient (5xx): the dispatcher retries later
+            metrics.api_error(PLATFORM, exc.code or exc.status)
+            raise
 
     async def _post_round(self, channel_id: int, post: RoundPost) -> Posted:
         channel = await self._messageable(channel_id)
@@ -648,6 +658,7 @@ class DiscordAdapter:
                 name=_shorten(post.prompt.title, 100), auto_archive_duration=10080
             )
         except discord.HTTPException as exc:
+            metrics.api_error(PLATFORM, exc.code or exc.status)
             if exc.code == THREAD_EXISTS:  # a retried post: the thread id is the message id
                 return Posted(message_ref=str(sent.id), thread_ref=str(sent.id))
             # The round is out; answers still work by button and /discuss answer.
@@ -685,6 +696,9 @@ def _refusal(exc: discord.HTTPException) -> str:
 async def serve(runtime: Runtime) -> None:
     """Run the Discord adapter until cancelled (started by ``bot.app.run``)."""
     adapter = DiscordAdapter(runtime)
+    runtime.readiness.add(
+        "discord", lambda: adapter.client is not None and adapter.client.is_ready()
+    )
     try:
         await adapter.serve()
     except asyncio.CancelledError:

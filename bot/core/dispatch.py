@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot import metrics
 from bot.core.events import Incoming, Outcome, Reply, RoundPost, Summary, ThreadPost, platform_of
 from bot.core.handlers import Handlers
 from bot.core.rounds import RoundService
@@ -66,10 +67,12 @@ class Dispatcher:
 
     async def handle(self, event: Incoming) -> list[Reply | Summary | RoundPost]:
         """Handle one event; returns what to show the person who acted."""
+        started = metrics.event_received(platform_of(event.channel), type(event).__name__)
         outcome = await self.handlers.handle(event)
         failures = await self.publish(outcome.posts)
         replies = list(outcome.replies)
         replies.extend(Reply(f"Could not post in {ch}: {why}") for ch, why in failures)
+        metrics.event_handled(platform_of(event.channel), started)
         return replies
 
     async def run(self, outcome: Outcome) -> None:
@@ -86,15 +89,19 @@ class Dispatcher:
                 failures.append((post.channel, "that platform is not connected"))
                 continue
             try:
-                posted = await platform.post(post)
+                with metrics.sending():
+                    posted = await platform.post(post)
             except PostFailed as exc:
+                metrics.post_failed(post, permanent=True)
                 log.error("cannot post in %s: %s (skipped)", post.channel, exc)
                 failures.append((post.channel, str(exc)))
                 continue
             except Exception as exc:  # an adapter bug or outage must not lose the rest
+                metrics.post_failed(post, permanent=False)
                 log.exception("posting in %s failed", post.channel)
                 failures.append((post.channel, type(exc).__name__))
                 continue
             if isinstance(post, RoundPost) and not post.preview and posted is not None:
                 await self.service.mark_posted(post.round_id, posted.message_ref, posted.thread_ref)
+                metrics.round_opened(platform_of(post.channel))
         return failures

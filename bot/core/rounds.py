@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot import metrics
 from bot.config import Order, Schedule
 from bot.core.anonymity import new_round_key, pseudonym
 from bot.core.clock import Clock
@@ -24,6 +25,7 @@ from bot.core.events import (
     RoundPost,
     Summary,
     ThreadPost,
+    platform_of,
 )
 from bot.library import Library
 from bot.prompts import LoadedSet, Prompt
@@ -170,6 +172,7 @@ class RoundService:
         outcome = Outcome()
         for old in closed:
             outcome.posts.append(await self.summary(old, final=True))
+            metrics.round_closed(platform_of(old.channel))
         outcome.posts.append(round_post(round_))
         log.info("opened round %s in %s with prompt %s", round_.id, channel, prompt.id)
         return round_, outcome
@@ -237,6 +240,7 @@ class RoundService:
             return None, outcome
         for old in closed:
             outcome.posts.append(await self.summary(old, final=True))
+            metrics.round_closed(platform_of(old.channel))
         outcome.posts.append(round_post(round_))
         log.info(
             "claimed %s/%s in %s: round %s with prompt %s",
@@ -315,6 +319,7 @@ class RoundService:
         if closed is not None:
             outcome.posts.append(await self.summary(closed, final=True))
             log.info("closed round %s in %s", closed.id, closed.channel)
+            metrics.round_closed(platform_of(closed.channel))
         return outcome
 
     async def mark_posted(
@@ -391,6 +396,7 @@ class RoundService:
                 created_at=now,
             )
         saved, updated = await self.store.save_response(row, replace_same_question=True)
+        metrics.answer_stored(platform_of(round_.channel), anonymous=anonymous)
         outcome = Outcome()
         if anonymous:
             label = f"Anonymous answer to Q{question}:" if question else "Anonymous answer:"

@@ -23,6 +23,7 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.adapters.slack import blocks
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
 from bot.core import render
@@ -40,6 +41,7 @@ from bot.core.events import (
     Summary,
     ThreadPost,
 )
+from bot.health import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class SlackAdapter:
             process_before_response=True,
             request_verification_enabled=not self.socket_mode,
         )
+        metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
         self.bot_user_id: str | None = None
         self._names: dict[str, str] = {}
@@ -120,6 +123,7 @@ class SlackAdapter:
         self.dispatcher.register(self)
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
+        web_app.router.add_get("/metrics", metrics_endpoint)  # as on the health port
         if not self.socket_mode:
             web_app.router.add_post("/slack/events", self._slack_events)
         self._runner = web.AppRunner(web_app, access_log=None)
@@ -335,6 +339,7 @@ class SlackAdapter:
                 channel=channel_id, user=user_id, **payload, **extra
             )
         except SlackApiError as exc:
+            metrics.api_error(PLATFORM, _error(exc))
             log.warning("could not send an ephemeral reply in %s: %s", channel_id, _error(exc))
 
     async def _actor(self, user_id: str, fallback: str | None) -> Actor:
@@ -453,6 +458,7 @@ class SlackAdapter:
                 return response["ts"]
             except SlackApiError as exc:
                 error = _error(exc)
+                metrics.api_error(PLATFORM, error)
                 if error in PERMANENT_ERRORS:
                     log.error(
                         "Slack refused to post in %s (%s). An admin should invite the bot "
