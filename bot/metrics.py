@@ -84,7 +84,20 @@ ACK_LATENCY = Histogram(
 
 _waiting_sources: list[Callable[[], int]] = []
 _in_flight = [0]  # posts being sent right now, counted by ``sending``
-MESSAGES_WAITING.set_function(lambda: _in_flight[0] + sum(f() for f in _waiting_sources))
+
+
+def _waiting() -> float:
+    """Scrape-time count: posts being sent plus what registered sources report."""
+    total = _in_flight[0]
+    for source in list(_waiting_sources):
+        try:
+            total += source()
+        except Exception:  # a broken source must not break the whole scrape
+            return float("nan")
+    return total
+
+
+MESSAGES_WAITING.set_function(_waiting)
 
 
 def round_opened(platform: str) -> None:

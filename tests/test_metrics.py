@@ -9,6 +9,7 @@ import sys
 
 import aiohttp
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Config, HealthSettings
@@ -179,3 +180,30 @@ def test_operations_doc_lists_every_metric():
         name = family.name + ("_total" if family.type == "counter" else "")
         row = re.search(rf"^\| `{name}` \| {family.type} \|.+\|.+\|$", doc, re.M)
         assert row, f"docs/operations.md has no row for {name} ({family.type})"
+
+
+def test_messages_waiting_adds_what_registered_sources_report():
+    """How the outbox reports undelivered rows: a callback read at scrape time."""
+    from bot import metrics
+
+    outbox = {"rows": 3}
+
+    def undelivered() -> int:
+        return outbox["rows"]
+
+    def waiting() -> float:
+        return parse(generate_latest(metrics.REGISTRY).decode())[
+            ("roundtable_messages_waiting", ())
+        ]
+
+    base = waiting()
+    metrics.count_waiting(undelivered)
+    try:
+        assert waiting() == base + 3
+        outbox["rows"] = 0
+        assert waiting() == base
+        with metrics.sending():
+            assert waiting() == base + 1
+    finally:
+        metrics.forget_waiting(undelivered)
+    assert waiting() == base
