@@ -105,8 +105,9 @@ async def run(runtime: Runtime) -> None:
 
     scheduler = Scheduler.from_runtime(runtime)
     await scheduler.start()
-    health = await start_health(runtime)  # /healthz and /metrics, when a health port is set
+    health = None
     try:
+        health = await start_health(runtime)  # /healthz and /metrics, when a port is set
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopper and not task.cancelled() and task.exception():

@@ -111,7 +111,13 @@ async def start_health(runtime: Runtime) -> HealthServer | None:
         return None
     runtime.readiness.add("database", lambda: database_answers(runtime))
     server = HealthServer(runtime.readiness)
-    await server.start(config.health.host, port)
+    try:
+        await server.start(config.health.host, port)
+    except OSError as exc:
+        await server.stop()
+        raise OSError(
+            exc.errno, f"cannot serve /healthz and /metrics on port {port}: {exc.strerror}"
+        ) from None
     log.info("health and metrics on port %d (/healthz, /metrics)", server.port)
     return server
 
