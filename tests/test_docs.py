@@ -32,7 +32,9 @@ FENCE = re.compile(
 MARKER = re.compile(r"^\s*<!-- yaml: (?P<kind>[a-z-]+)(?:, (?P<why>[^>]+?))? -->\s*$")
 KINDS = ("config", "prompt-set", "pre-commit-config", "github-workflow", "compose", "partial")
 # Files other branches deliver; a link to them is allowed before they land.
-DELIVERED_ELSEWHERE = {REPO / "docs" / "performance.md", REPO / "docs" / "privacy.md"}
+DELIVERED_ELSEWHERE = {
+    REPO / "docs" / name for name in ("performance.md", "privacy.md", "exit-codes.md")
+}
 
 
 @dataclass
