@@ -10,6 +10,7 @@ marker fails, so nothing is skipped silently.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -161,3 +162,35 @@ def test_each_thing_is_said_once():
     manifest_line = "display_information:"
     assert not any(manifest_line in t for t in text.values())  # linked, not pasted
     assert "deploy/slack-app-manifest.yaml" in text[REPO / "docs" / "slack.md"]
+
+
+def test_the_readme_transcript_is_what_the_demo_prints(tmp_path):
+    """The console session in the README is real output of its own command, on a clean start."""
+    import sys
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```console\n\$ (?P<command>[^\n]+)\n(?P<output>.*?)```", readme, re.S)
+    assert block, "README.md has no ```console transcript"
+    command = block["command"].replace("python -m bot", f"{sys.executable} -m bot")
+    shutil.copytree(REPO / "prompts", tmp_path / "prompts")
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    config = tmp_path / "config" / "roundtable.yaml"  # the shipped file, minus a Monday catch-up
+    config.write_text(config.read_text().replace("    anonymous_answers: allowed\n",
+                                                 "    anonymous_answers: allowed\n    catch_up_within: 1s\n"))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_"))}
+    env.pop("ROUNDTABLE_DATABASE_URL", None)
+    env.pop("ROUNDTABLE_CONFIG", None)
+    result = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0
+    actual = result.stdout.splitlines()
+    expected = block["output"].splitlines()
+    at = 0
+    for i, line in enumerate(expected):
+        if line.endswith("[...]"):  # an elision: this line's start, then skip to the next
+            assert actual[at].startswith(line.removesuffix("[...]").rstrip()), actual[at]
+            at = actual.index(expected[i + 1], at)
+            continue
+        assert actual[at] == line, f"README transcript line {i + 1}: {line!r} != {actual[at]!r}"
+        at += 1
+    assert at == len(actual), "the demo prints more than the README shows"
