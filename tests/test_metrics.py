@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import aiohttp
 import pytest
@@ -142,6 +143,8 @@ def test_the_console_bot_serves_healthz_and_metrics(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    watchdog = threading.Timer(60, process.kill)  # a hung bot fails the test, never hangs it
+    watchdog.start()
     try:
         port = None
         for line in process.stderr:  # the log says where it listens
@@ -166,6 +169,7 @@ def test_the_console_bot_serves_healthz_and_metrics(tmp_path):
         assert value(samples, "roundtable_answers_stored_total", platform="console",
                      anonymous="false") == 1  # fmt: skip
     finally:
+        watchdog.cancel()
         process.stdin.close()
         assert process.wait(timeout=60) == 0
         process.stdout.close()
