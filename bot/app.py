@@ -9,19 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from bot import metrics
 from bot.config import Secrets, database_url
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
+from bot.core.ports import Ports
 from bot.core.rounds import RoundService
-from bot.health import Readiness, start_health
+from bot.health import Readiness, outbox_waiting, start_health
 from bot.library import LibraryHolder, load_library
 from bot.reload import Reloader
 from bot.storage.store import Store
@@ -41,6 +45,14 @@ class Runtime:
     secrets: Secrets = field(default_factory=Secrets)
     reloader: Reloader | None = None  # watches prompts/ and the config (bot.reload)
     readiness: Readiness = field(default_factory=Readiness)  # /healthz checks (bot.health)
+    _ports: Ports | None = field(default=None, repr=False)
+
+    @property
+    def ports(self) -> Ports:
+        """What adapters get of the core (never the store itself)."""
+        if self._ports is None:
+            self._ports = Ports(self.dispatcher, self.clock, self.library, self.secrets)
+        return self._ports
 
     async def close(self) -> None:
         await self.store.close()
@@ -103,9 +115,13 @@ async def run(runtime: Runtime) -> None:
     stopper = asyncio.create_task(stop.wait())
     from bot.scheduling import Scheduler  # scheduled rounds: the database decides, once
 
-    scheduler = Scheduler.from_runtime(runtime)
+    scheduler = Scheduler.from_runtime(
+        runtime, sweep_every=_seconds("ROUNDTABLE_SWEEP_SECONDS", 30)
+    )
+    runtime.dispatcher.outbox.lease = _seconds("ROUNDTABLE_POST_LEASE_SECONDS", 120)
     await scheduler.start()
     health = None
+    waiting = metrics.count_waiting(lambda: outbox_waiting(runtime.store))  # at scrape time
     try:
         health = await start_health(runtime)  # /healthz and /metrics, when a port is set
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -113,9 +129,20 @@ async def run(runtime: Runtime) -> None:
             if task is not stopper and not task.cancelled() and task.exception():
                 raise task.exception()
     finally:
+        metrics.forget_waiting(waiting)
         if health is not None:
             await health.stop()
         await scheduler.stop()
         for task in [*tasks, stopper]:
             task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
+
+
+def _seconds(variable: str, default: float) -> timedelta:
+    """An operational knob from the environment (docs/performance.md): how often the
+    sweep runs, and how long a sender may hold a post before another takes it over."""
+    try:
+        value = float(os.environ.get(variable, default))
+    except ValueError:
+        value = default
+    return timedelta(seconds=value if value > 0 else default)

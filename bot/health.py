@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import generate_latest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from bot import metrics
+from bot.storage.models import PENDING, SENDING, OutboxEntry
 
 if TYPE_CHECKING:
     from bot.app import Runtime
     from bot.config import Config
+    from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class Readiness:
 
 async def metrics_endpoint(_: web.Request) -> web.Response:
     """The Prometheus text format of ``bot.metrics.REGISTRY``."""
+    await metrics.refresh()
     return web.Response(
         body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE}
     )
@@ -120,6 +123,13 @@ async def start_health(runtime: Runtime) -> HealthServer | None:
         ) from None
     log.info("health and metrics on port %d (/healthz, /metrics)", server.port)
     return server
+
+
+async def outbox_waiting(store: Store) -> int:
+    """Posts written to the outbox and not delivered (nor given up) yet."""
+    async with store.session() as session:
+        query = select(func.count()).where(OutboxEntry.status.in_((PENDING, SENDING)))
+        return (await session.execute(query)).scalar_one()
 
 
 async def database_answers(runtime: Runtime) -> bool:

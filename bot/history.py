@@ -63,7 +63,7 @@ def format_rows(rows: list[HistoryRow], zone: ZoneInfo) -> str:
     for row in rows:
         local = row.when.astimezone(zone)
         when = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
-        if row.status in ("skipped", "missed"):
+        if row.status in ("skipped", "missed", "failed"):
             outcome = row.status + (f" ({row.reason})" if row.reason else "")
         else:
             n = row.respondents

@@ -8,9 +8,9 @@ any text a person wrote, so a scrape cannot tell who answered what.
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,14 +51,14 @@ EVENTS_RECEIVED = Counter(
 )
 EVENT_LAG = Histogram(
     "roundtable_event_processing_seconds",
-    "Seconds from an event reaching the core until it was handled and its posts sent.",
+    "Seconds from an event being stored in the inbox until it was handled and its posts delivered.",
     ["platform"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
 MESSAGES_WAITING = Gauge(
     "roundtable_messages_waiting",
-    "Channel posts (rounds, digests, thread messages) accepted for sending but not sent yet.",
+    "Outbox rows (rounds, digests, thread messages) written and not delivered yet.",
     registry=REGISTRY,
 )
 MESSAGES_FAILED = Counter(
@@ -82,19 +82,12 @@ ACK_LATENCY = Histogram(
     registry=REGISTRY,
 )
 
-_waiting_sources: list[Callable[[], int]] = []
-_in_flight = [0]  # posts being sent right now, counted by ``sending``
+_waiting_sources: list[Callable[[], int | Awaitable[int]]] = []
+_waiting_now = [0.0]  # what the sources said at the last refresh
 
 
 def _waiting() -> float:
-    """Scrape-time count: posts being sent plus what registered sources report."""
-    total = _in_flight[0]
-    for source in list(_waiting_sources):
-        try:
-            total += source()
-        except Exception:  # a broken source must not break the whole scrape
-            return float("nan")
-    return total
+    return _waiting_now[0]
 
 
 MESSAGES_WAITING.set_function(_waiting)
@@ -171,21 +164,24 @@ def time_acks(app: Any, platform: str) -> None:
     app.async_dispatch = timed
 
 
-@contextlib.contextmanager
-def sending() -> Iterator[None]:
-    """Counts a post as waiting while it is being sent (including rate-limit waits)."""
-    _in_flight[0] += 1
-    try:
-        yield
-    finally:
-        _in_flight[0] -= 1
-
-
-def count_waiting(source: Callable[[], int]) -> None:
-    """Add a scrape-time count of posts waiting to be sent (e.g. undelivered outbox rows)."""
+def count_waiting(source: Callable[[], int | Awaitable[int]]) -> Callable:
+    """Add a count of posts waiting to be sent (undelivered outbox rows), read at scrape."""
     _waiting_sources.append(source)
+    return source
 
 
-def forget_waiting(source: Callable[[], int]) -> None:
+def forget_waiting(source: Callable) -> None:
     if source in _waiting_sources:
         _waiting_sources.remove(source)
+
+
+async def refresh() -> None:
+    """Ask the waiting-count sources before a scrape (they may query the database)."""
+    total = 0.0
+    for source in list(_waiting_sources):
+        try:
+            value = source()
+            total += await value if inspect.isawaitable(value) else value
+        except Exception:  # a broken source must not break the whole scrape
+            total = float("nan")
+    _waiting_now[0] = total

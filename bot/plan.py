@@ -14,6 +14,7 @@ day fires at 03:00 CEST), keeping its own key.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.config import Schedule
+from bot.config import Order, Schedule
+from bot.prompts import LoadedSet, Prompt
 
 if TYPE_CHECKING:
     from bot.library import Library
@@ -87,6 +89,86 @@ def occurrences(
         previous, cursor = fire, fire + timedelta(seconds=1)
 
 
+# ---- the policy: one decision per occurrence -------------------------------------------
+
+EXHAUSTED = "no unused prompt left (when_exhausted: stop)"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether an occurrence posts a round, and if not, why (recorded as ``skipped``)."""
+
+    post: bool
+    reason: str | None = None
+    consume_skip: bool = False  # a pending ``/discuss skip`` is used up by this one
+
+
+def decide_occurrence(
+    schedule: Schedule, local_day, *, paused: bool, skips_pending: int, has_prompt: bool
+) -> Decision:
+    """The one copy of the policy the scheduler and the plan share. Holidays and skip
+    dates come first (they do not use up a ``/discuss skip``), then pause, then pending
+    skips, then an exhausted rotation (``when_exhausted: stop``)."""
+    why = schedule.skip_reason(local_day)
+    if why is not None:
+        return Decision(False, why)
+    if paused:
+        return Decision(False, "paused")
+    if skips_pending > 0:
+        return Decision(False, "/discuss skip", consume_skip=True)
+    if not has_prompt:
+        return Decision(False, EXHAUSTED)
+    return Decision(True)
+
+
+# ---- rotation: which prompt comes next ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextPrompt:
+    prompt_set: LoadedSet
+    prompt: Prompt
+    cycle: int
+    remaining_after: int  # prompts left unused in this pass after this one
+
+
+def rotation_order(loaded: LoadedSet, channel: str, cycle: int, order: Order) -> list[Prompt]:
+    """The order a channel goes through a set in one pass; shuffles are reproducible."""
+    prompts = list(loaded.prompts)
+    if order is Order.shuffle:
+        random.Random(f"{channel}|{loaded.id}|{cycle}").shuffle(prompts)
+    return prompts
+
+
+def rotation_of(
+    library: Library, channel: str, schedule: Schedule | None
+) -> tuple[LoadedSet, Schedule | None] | None:
+    """The set a channel draws from: ``schedule``'s when a schedule fires, else the
+    channel's own (its first schedule's, or the default)."""
+    schedule = schedule or library.schedule_for_channel(channel)
+    loaded = (
+        library.prompt_sets.get(schedule.prompt_set)
+        if schedule
+        else library.set_for_channel(channel)
+    )
+    return None if loaded is None else (loaded, schedule)
+
+
+def pick_next(
+    loaded: LoadedSet, channel: str, schedule: Schedule | None, cycle: int, used: set[str]
+) -> NextPrompt | None:
+    """The next prompt given the current pass and what it used; None when the set is
+    used up and the schedule says ``when_exhausted: stop``."""
+    order = schedule.order if schedule else Order.sequential
+    candidates = [p for p in rotation_order(loaded, channel, cycle, order) if p.id not in used]
+    if not candidates:
+        if schedule is not None and schedule.when_exhausted == "stop":
+            return None  # nothing more until prompts are added
+        cycle += 1  # a new pass; with order: shuffle, a new cycle is a new shuffle
+        candidates = rotation_order(loaded, channel, cycle, order)
+    return NextPrompt(loaded, candidates[0], cycle, len(candidates) - 1)
+
+
 # ---- the plan -----------------------------------------------------------------------------
 
 
@@ -114,30 +196,6 @@ def _offset(local: datetime) -> str:
     sign = "-" if off < timedelta(0) else "+"
     minutes = abs(int(off.total_seconds())) // 60
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-class _SimulatedRotation:
-    """A read-only view of the store whose rotation state moves forward in memory only."""
-
-    def __init__(self, store: Store):
-        self._store = store
-        self._state: dict[tuple[str, str], tuple[int, set[str]]] = {}
-
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)
-
-    async def rotation(self, channel: str, prompt_set: str) -> tuple[int, set[str]]:
-        key = (channel, prompt_set)
-        if key not in self._state:
-            self._state[key] = await self._store.rotation(channel, prompt_set)
-        cycle, used = self._state[key]
-        return cycle, set(used)
-
-    def use(self, channel: str, prompt_set: str, cycle: int, prompt_id: str) -> None:
-        current, used = self._state.get((channel, prompt_set), (cycle, set()))
-        used = set(used) if current == cycle else set()
-        used.add(prompt_id)
-        self._state[(channel, prompt_set)] = (cycle, used)
 
 
 def _dst_note(previous: datetime | None, occ: Occurrence) -> str | None:
@@ -169,8 +227,6 @@ async def plan_channel(
     a ``/discuss skip``), then pause, then pending skips; only posted rounds advance the
     simulated rotation.
     """
-    from bot.core.rounds import RoundService  # the core imports this module
-
     config = library.config
     merged: list[tuple[Occurrence, Schedule]] = []
     for schedule in config.schedules_for(channel):
@@ -186,22 +242,32 @@ async def plan_channel(
     state = await store.channel_state(channel)
     paused = bool(state and state.paused)
     skips = state.skips_pending if state else 0
-    sim = _SimulatedRotation(store)
-    service = RoundService(sim, lambda: library, _FixedClock(now))  # type: ignore[arg-type]
+    rotations: dict[str, tuple[int, set[str]]] = {}  # set id → simulated (cycle, used)
     previous_local: datetime | None = now.astimezone(merged[0][0].zone) if merged else None
     out: list[PlannedRound] = []
     for occ, schedule in merged:
-        reason = schedule.skip_reason(occ.local.date())
-        if reason is None and paused:
-            reason = "paused"
-        elif reason is None and skips > 0:
+        nxt = None
+        found = rotation_of(library, channel, schedule)
+        if found is not None:
+            loaded, _ = found
+            if loaded.id not in rotations:
+                rotations[loaded.id] = await store.rotation(channel, loaded.id)
+            cycle, used = rotations[loaded.id]
+            nxt = pick_next(loaded, channel, schedule, cycle, used)
+        decision = decide_occurrence(
+            schedule,
+            occ.local.date(),
+            paused=paused,
+            skips_pending=skips,
+            has_prompt=nxt is not None,
+        )
+        reason = decision.reason
+        if decision.consume_skip:
             skips -= 1
-            reason = "/discuss skip"
-        nxt = await service.next_prompt(channel, schedule)
-        if nxt is None and reason is None:
-            reason = "no unused prompt left (when_exhausted: stop)"
-        if nxt is not None and reason is None:
-            sim.use(channel, nxt.prompt_set.id, nxt.cycle, nxt.prompt.id)
+        if nxt is not None and decision.post:  # only posted rounds advance the rotation
+            cycle, used = rotations[nxt.prompt_set.id]
+            used = set(used) if cycle == nxt.cycle else set()
+            rotations[nxt.prompt_set.id] = (nxt.cycle, used | {nxt.prompt.id})
         out.append(
             PlannedRound(
                 schedule=schedule.name,
@@ -215,14 +281,6 @@ async def plan_channel(
         )
         previous_local = occ.local
     return out
-
-
-class _FixedClock:
-    def __init__(self, now: datetime):
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
 
 
 def scheduled_channels(library: Library) -> list[str]:

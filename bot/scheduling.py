@@ -23,6 +23,7 @@ Tests drive ``tick(now)`` directly with a FakeClock; nothing here sleeps.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -37,10 +38,10 @@ from bot.config import Schedule
 from bot.core.clock import Clock
 from bot.core.dispatch import Dispatcher
 from bot.core.events import platform_of
-from bot.core.rounds import POST_LEASE, RoundService, round_key, round_post
+from bot.core.rounds import RoundService
 from bot.library import Library, LibraryHolder
-from bot.plan import Occurrence, occurrences
-from bot.storage.models import MISSED, SKIPPED
+from bot.plan import NextPrompt, Occurrence, decide_occurrence, occurrences, pick_next
+from bot.storage.models import MISSED, SKIPPED, Round
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(hours=6)  # recovery window for rounds opened by hand
 MAX_MISSED_RECORDED = 100  # after a very long outage, older occurrences are only counted
+PRUNE_EVERY = timedelta(hours=1)
+KEEP_DELIVERED = timedelta(days=7)  # inbox/outbox/dedup rows: well past any redelivery
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Scheduler:
         self.service = service
         self.store = service.store
         self.dispatcher = dispatcher
+        self.outbox = dispatcher.outbox
+        self.outbox.grace_for = self.grace_for
         self.clock = clock
         self.sweep_every = sweep_every
         self._limit = asyncio.Semaphore(concurrency)
@@ -93,6 +98,7 @@ class Scheduler:
         self._aps: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task] = set()
         self._stopping = False
+        self._pruned_at: datetime | None = None
         library.subscribe(self._on_reload)
 
     @classmethod
@@ -200,12 +206,33 @@ class Scheduler:
             report = TickReport()
             await self._close_due(now, report)
             await self._remind_due(now, report)
-            await self._recover(now, report)
+            await self._deliver_due(now, report)
+            await self._prune(now)
             library = self.library.current
             pairs = [(s, ch) for s in library.config.schedules for ch in s.channels]
-            await asyncio.gather(
-                *(self._guarded(self._due_in(library, s, ch, now, report), ch) for s, ch in pairs)
-            )
+            lower = await self._lower_bounds(pairs, now)
+            # one occurrence across all its channels is claimed in one transaction
+            fires: dict[tuple[str, str], tuple[Schedule, Occurrence, list[str]]] = {}
+            calendar: dict[tuple[str, datetime], list[Occurrence]] = {}  # shared by channels
+            for schedule, channel in pairs:
+                since = lower[(schedule.name, channel)]
+                if (schedule.name, since) not in calendar:
+                    zone = library.config.zone_of(schedule)
+                    calendar[(schedule.name, since)] = list(
+                        itertools.islice(occurrences(schedule, zone, since, now), 100_000)
+                    )
+                try:
+                    occ = await self._due_in(
+                        schedule, channel, calendar[(schedule.name, since)], now, report
+                    )
+                except Exception:
+                    log.exception("scheduled work for %s failed", channel)
+                    continue
+                if occ is not None:
+                    group = fires.setdefault((schedule.name, occ.key), (schedule, occ, []))
+                    group[2].append(channel)
+            for schedule, occ, channels in fires.values():
+                await self._fire_group(schedule, occ, channels, now, report)
             return report
 
     async def fire(
@@ -214,40 +241,53 @@ class Scheduler:
         """Fire one occurrence in all the schedule's channels (as its cron job would)."""
         now = now or self.clock.now()
         report = TickReport()
-        await asyncio.gather(
-            *(
-                self._guarded(self._fire_one(schedule, ch, occurrence, now, report), ch)
-                for ch in schedule.channels
-            )
-        )
+        await self._fire_group(schedule, occurrence, list(schedule.channels), now, report)
         return report
 
-    async def _guarded(self, work, channel: str) -> None:
-        """Bounded concurrency; one channel's failure never stops the others."""
-        async with self._limit:
-            try:
-                await work
-            except Exception:
-                log.exception("scheduled work for %s failed", channel)
+    async def _lower_bounds(
+        self, pairs: list[tuple[Schedule, str]], now: datetime
+    ) -> dict[tuple[str, str], datetime]:
+        """Per (schedule, channel): the instant after which occurrences are still to be
+        decided. Two reads for all pairs; a write only the first time a pair is seen."""
+        since = await self.store.values_with_prefix("schedule-since:")
+        lasts = await self.store.last_dues()
+        out: dict[tuple[str, str], datetime] = {}
+        for schedule, channel in pairs:
+            key = _since_key(schedule.name, channel)
+            if key not in since:
+                since[key] = await self.store.setdefault_value(
+                    key, (now - schedule.catch_up_within).isoformat(), now
+                )
+            lower = datetime.fromisoformat(since[key])
+            last = lasts.get((schedule.name, channel))
+            out[(schedule.name, channel)] = last if last is not None and last > lower else lower
+        return out
+
+    async def _prune(self, now: datetime) -> None:
+        """Drop inbox, outbox and dedup rows older than the redelivery window (hourly)."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        n = await self.store.prune(now - KEEP_DELIVERED)
+        if n:
+            log.info("pruned %d delivered or processed rows", n)
 
     async def _due_in(
-        self, library: Library, schedule: Schedule, channel: str, now: datetime, report: TickReport
-    ) -> None:
-        zone = library.config.zone_of(schedule)
-        since_text = await self.store.setdefault_value(
-            _since_key(schedule.name, channel), (now - schedule.catch_up_within).isoformat(), now
-        )
-        lower = datetime.fromisoformat(since_text)
-        last = await self.store.last_due(schedule.name, channel)
-        if last is not None and last > lower:
-            lower = last
+        self,
+        schedule: Schedule,
+        channel: str,
+        calendar: list[Occurrence],
+        now: datetime,
+        report: TickReport,
+    ) -> Occurrence | None:
+        """Record what was missed; return the occurrence to fire now, if any."""
         due: deque[Occurrence] = deque(maxlen=MAX_MISSED_RECORDED + 1)
         total = 0
-        for occ in occurrences(schedule, zone, lower, now):
+        for occ in calendar:
             due.append(occ)
             total += 1
         if not due:
-            return
+            return None
         if total > len(due):
             log.warning(
                 "%s in %s: %d older occurrences were missed and are not recorded one by one",
@@ -260,8 +300,8 @@ class Scheduler:
             await self._record_missed(schedule, channel, occ, now, report)
         if now - newest.at > schedule.catch_up_within:
             await self._record_missed(schedule, channel, newest, now, report)
-            return
-        await self._fire_one(schedule, channel, newest, now, report)
+            return None
+        return newest
 
     async def _record_missed(
         self, schedule: Schedule, channel: str, occ: Occurrence, now: datetime, report: TickReport
@@ -276,80 +316,107 @@ class Scheduler:
             report.missed.append((channel, occ.key))
             log.warning("%s in %s at %s was %s", schedule.name, channel, occ.key, reason)
 
-    async def _fire_one(
-        self, schedule: Schedule, channel: str, occ: Occurrence, now: datetime, report: TickReport
+    async def _fire_group(
+        self,
+        schedule: Schedule,
+        occ: Occurrence,
+        channels: list[str],
+        now: datetime,
+        report: TickReport,
     ) -> None:
-        if await self.store.occurrence_exists(schedule.name, channel, occ.key):
-            return  # decided already (here, earlier, or by another process)
-        why = schedule.skip_reason(occ.local.date())
-        consume = False
-        if why is None:
-            state = await self.store.channel_state(channel)
-            if state is not None and state.paused:
-                why = "paused"
-            elif state is not None and state.skips_pending > 0:
-                why, consume = "/discuss skip", True
-        if why is not None:
-            if await self.service.record_unposted(
-                schedule, channel, occ.key, occ.at, SKIPPED, why, consume_skip=consume
-            ):
-                report.skipped.append((channel, occ.key, why))
-                log.info("%s in %s at %s skipped (%s)", schedule.name, channel, occ.key, why)
-            return
-        if why is None and await self.service.next_prompt(channel, schedule) is None:
-            why = "no unused prompt left (when_exhausted: stop)"
-        if why is not None:
-            if await self.service.record_unposted(schedule, channel, occ.key, occ.at, SKIPPED, why):
-                report.skipped.append((channel, occ.key, why))
-            return
-        if platform_of(channel) not in self.dispatcher.platforms:
-            return  # not connected (yet): leave it unclaimed for a later tick
-        round_, outcome = await self.service.claim_scheduled(schedule, channel, occ.key, occ.at)
-        if round_ is None:
-            return
-        report.opened.append(round_.id)
-        await self.store.start_posting(round_.id, self.clock.now() + POST_LEASE)
-        await self.dispatcher.publish(outcome.posts)
-
-    async def _recover(self, now: datetime, report: TickReport) -> None:
-        """Finish rounds whose poster died between claim and post, without doubling them."""
+        """Decide and claim one occurrence in all its channels in one transaction (a few
+        statements for all of them), then deliver the posts: digests of the rounds this
+        closed, and the new rounds."""
+        ids: list[int] = []
         library = self.library.current
-        for round_ in await self.store.stale_posting(now):
-            schedule = next(
-                (s for s in library.config.schedules if s.name == round_.schedule_name), None
-            )
-            grace = schedule.catch_up_within if schedule else DEFAULT_GRACE
-            if round_.due_at is not None and now - round_.due_at > grace:
-                if await self.store.give_up(
-                    round_.id, MISSED, "missed: could not be posted in time", now
-                ):
-                    log.error(
-                        "round %s in %s could not be posted in time", round_.id, round_.channel
+        loaded = library.prompt_sets.get(schedule.prompt_set)
+        try:
+            async with self.store.transaction() as session:
+                await self.store.lock_occurrence(schedule.name, occ.key)
+                taken = await self.store.occurrences_taken(schedule.name, occ.key, channels)
+                todo = [ch for ch in channels if ch not in taken]
+                if not todo:
+                    return  # decided already (here, earlier, or by another process)
+                states = await self.store.channel_states(todo)
+                rotations = await self.store.rotations(todo, loaded.id) if loaded else {}
+                picks: dict[str, NextPrompt] = {}
+                for channel in todo:
+                    nxt = None
+                    if loaded is not None:
+                        cycle, used = rotations.get(channel, (0, set()))
+                        nxt = pick_next(loaded, channel, schedule, cycle, used)
+                    state = states.get(channel)
+                    decision = decide_occurrence(
+                        schedule,
+                        occ.local.date(),
+                        paused=bool(state and state.paused),
+                        skips_pending=state.skips_pending if state else 0,
+                        has_prompt=nxt is not None,
                     )
-                continue
-            platform = self.dispatcher.platforms.get(platform_of(round_.channel))
-            if platform is None:
-                continue
-            if not await self.store.take_lease(round_.id, now, self.clock.now() + POST_LEASE):
-                continue  # another process took it over
-            found = await platform.find_post(round_.channel, round_key(round_))
-            if found is not None:
-                await self.service.mark_posted(round_.id, found.message_ref, found.thread_ref)
-                log.info("round %s was already posted; recorded it", round_.id)
-            else:
-                await self.dispatcher.publish([round_post(round_)])
-                log.info("round %s posted after recovery", round_.id)
-            report.recovered.append(round_.id)
+                    if not decision.post:
+                        why = decision.reason or "skipped"
+                        async with session.begin_nested():
+                            if await self.service.record_unposted(
+                                schedule,
+                                channel,
+                                occ.key,
+                                occ.at,
+                                SKIPPED,
+                                why,
+                                consume_skip=decision.consume_skip,
+                            ):
+                                report.skipped.append((channel, occ.key, why))
+                                log.info(
+                                    "%s in %s at %s skipped (%s)",
+                                    schedule.name,
+                                    channel,
+                                    occ.key,
+                                    why,
+                                )
+                    elif nxt is not None and platform_of(channel) in self.dispatcher.platforms:
+                        picks[channel] = nxt  # (not connected yet: left for a later tick)
+                if picks:
+                    claimed, outcome = await self.service.claim_many(
+                        schedule, occ.key, occ.at, picks
+                    )
+                    report.opened.extend(r.id for r in claimed)
+                    ids = await self.outbox.write(outcome.posts)
+        except Exception:
+            log.exception(
+                "firing %s at %s failed; the next sweep tries again", schedule.name, occ.key
+            )
+            return
+        if ids:
+            await self.outbox.deliver(ids)
+
+    def grace_for(self, round_: Round) -> timedelta:
+        """How long a scheduled round may wait to be posted: its catch-up window."""
+        schedule = self.library.current.config.schedule_named(round_.schedule_name or "")
+        return schedule.catch_up_within if schedule else DEFAULT_GRACE
+
+    async def _deliver_due(self, now: datetime, report: TickReport) -> None:
+        """Pay what is owed: inbox rows left pending, then posts nobody delivered (their
+        sender died, or a transient failure is due for a retry)."""
+        await self.dispatcher.inbox.process_due(now)
+        delivery = await self.outbox.deliver_due(now)
+        report.recovered.extend(delivery.rounds)
 
     async def _remind_due(self, now: datetime, report: TickReport) -> None:
         for round_ in await self.store.due_reminders(now):
-            if await self.store.claim_reminder(round_.id, now):
-                await self.dispatcher.publish([await self.service.reminder(round_)])
-                report.reminded.append(round_.id)
+            async with self.store.transaction():
+                if not await self.store.claim_reminder(round_.id, now):
+                    continue
+                ids = await self.outbox.write([await self.service.reminder(round_)])
+            await self.outbox.deliver(ids)
+            report.reminded.append(round_.id)
 
     async def _close_due(self, now: datetime, report: TickReport) -> None:
         for round_ in await self.store.due_closes(now):
-            outcome = await self.service.close_round(round_)
-            if outcome.posts:
-                await self.dispatcher.publish(outcome.posts)
+            async with self.store.transaction():
+                outcome = await self.service.close_round(
+                    round_, why="missed: its closing time came before it was posted"
+                )
+                ids = await self.outbox.write(outcome.posts)
+            if ids:
+                await self.outbox.deliver(ids)
                 report.closed.append(round_.id)

@@ -41,3 +41,74 @@ def test_core_modules_it_imports_are_platform_free_too():
         if path.exists():
             bad = [n for n in imported_modules(path) if n.startswith(FORBIDDEN)]
             assert not bad, f"{module} (imported by the core) imports {bad}"
+
+
+def _module_name(path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _bot_modules() -> dict[str, set[str]]:
+    """Every module under bot/ and the bot modules it imports (at any level, including
+    imports inside functions; ``if TYPE_CHECKING:`` imports are not real imports)."""
+    modules = {_module_name(p): p for p in (REPO / "bot").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skip: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skip.update(id(n) for n in ast.walk(node))
+        deps: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = [f"{node.module}.{a.name}" for a in node.names]
+                # ``from pkg import submodule`` imports the submodule, not pkg's names
+                targets = [t for t in subs if t in modules] or [node.module]
+            else:
+                continue
+            # a module's own parent packages are initialised before it: not a cycle
+            ancestors = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
+            deps.update(t for t in targets if t in modules and t != name and t not in ancestors)
+        graph[name] = deps
+    return graph
+
+
+def test_adapters_never_import_the_store():
+    offenders = {
+        f"{path.relative_to(REPO)}: {name}"
+        for path in (REPO / "bot" / "adapters").rglob("*.py")
+        for name in imported_modules(path)
+        if name.startswith("bot.storage")
+    }
+    assert not offenders
+
+
+def test_no_import_cycle_among_bot_modules():
+    graph = _bot_modules()
+    visiting: list[str] = []
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        if node in done:
+            return
+        if node in visiting:
+            cycles.append([*visiting[visiting.index(node) :], node])
+            return
+        visiting.append(node)
+        for dep in sorted(graph[node]):
+            visit(dep)
+        visiting.pop()
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module)
+    assert not cycles, cycles

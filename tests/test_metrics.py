@@ -10,7 +10,6 @@ import threading
 
 import aiohttp
 import pytest
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import Config, HealthSettings
@@ -186,28 +185,17 @@ def test_operations_doc_lists_every_metric():
         assert row, f"docs/operations.md has no row for {name} ({family.type})"
 
 
-def test_messages_waiting_adds_what_registered_sources_report():
-    """How the outbox reports undelivered rows: a callback read at scrape time."""
+async def test_messages_waiting_counts_undelivered_outbox_rows(chat, server):
+    """The gauge asks the outbox at scrape time (the app registers the source)."""
     from bot import metrics
+    from bot.health import outbox_waiting
 
-    outbox = {"rows": 3}
-
-    def undelivered() -> int:
-        return outbox["rows"]
-
-    def waiting() -> float:
-        return parse(generate_latest(metrics.REGISTRY).decode())[
-            ("roundtable_messages_waiting", ())
-        ]
-
-    base = waiting()
-    metrics.count_waiting(undelivered)
+    source = metrics.count_waiting(lambda: outbox_waiting(chat.store))
     try:
-        assert waiting() == base + 3
-        outbox["rows"] = 0
-        assert waiting() == base
-        with metrics.sending():
-            assert waiting() == base + 1
+        await chat.say("/discuss now")  # delivered: nothing waits
+        assert value(parse((await scrape(server))[1]), "roundtable_messages_waiting") == 0
+        chat.platform.fail_channels.add(chat.channel)  # the digest stays owed
+        await chat.say("/discuss close")
+        assert value(parse((await scrape(server))[1]), "roundtable_messages_waiting") == 1
     finally:
-        metrics.forget_waiting(undelivered)
-    assert waiting() == base
+        metrics.forget_waiting(source)

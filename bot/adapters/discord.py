@@ -26,7 +26,7 @@ from discord import app_commands
 from bot import metrics
 from bot.config import DiscordSettings
 from bot.core import commands as core_commands
-from bot.core.dispatch import ChannelPost, Posted, PostFailed
+from bot.core.dispatch import ChannelPost, NotSaved, Posted, PostFailed
 from bot.core.events import (
     Actor,
     CommandInvoked,
@@ -34,12 +34,13 @@ from bot.core.events import (
     MessageDeleted,
     MessageEdited,
     MessagePosted,
-    PromptView,
     Reply,
     RoundPost,
     Summary,
     ThreadPost,
 )
+from bot.core.inbox import NOT_SAVED
+from bot.core.ports import Ports
 
 if TYPE_CHECKING:
     from bot.app import Runtime
@@ -401,15 +402,13 @@ class DiscordAdapter:
 
     name = PLATFORM
 
-    def __init__(self, runtime: Runtime):
-        self.runtime = runtime
-        self.settings: DiscordSettings = runtime.library.current.config.discord
+    def __init__(self, ports: Ports | Runtime):
+        # a Runtime hands over its ports only: adapters never see the store
+        self.ports: Ports = getattr(ports, "ports", ports)  # type: ignore[assignment]
+        self.runtime = self.ports  # what commands and buttons read (library, clock, secrets)
+        self.settings: DiscordSettings = self.ports.library.current.config.discord
         self.client: RoundtableClient | None = None
         self._parents: OrderedDict[int, int | None] = OrderedDict()  # thread → parent (LRU)
-
-    @property
-    def dispatcher(self):
-        return self.runtime.dispatcher
 
     # ---- running ------------------------------------------------------------------------
 
@@ -419,7 +418,7 @@ class DiscordAdapter:
         if not token:
             raise RuntimeError("DISCORD_BOT_TOKEN is not set")
         configure_endpoints(self.settings)
-        self.dispatcher.register(self)
+        self.ports.register(self)
         read_replies = self.settings.read_thread_replies
         while True:
             client = self.client = RoundtableClient(self, intents=make_intents(read_replies))
@@ -440,9 +439,9 @@ class DiscordAdapter:
 
     async def sync_commands(self, client: RoundtableClient) -> None:
         """Sync ``/discuss`` only when the tree changed since the last sync (rate limits)."""
-        store, guild_ids = self.runtime.store, list(self.settings.guild_ids)
+        guild_ids = list(self.settings.guild_ids)
         digest = tree_hash(client, guild_ids)
-        if await store.get_value(TREE_HASH_KEY) == digest:
+        if await self.ports.get_value(TREE_HASH_KEY) == digest:
             log.info("discord: command tree unchanged; not syncing")
             return
         if guild_ids:
@@ -452,7 +451,7 @@ class DiscordAdapter:
                 await client.tree.sync(guild=guild)
         else:
             await client.tree.sync()
-        await store.set_value(TREE_HASH_KEY, digest, self.runtime.clock.now())
+        await self.ports.set_value(TREE_HASH_KEY, digest)
         log.info("discord: synced /discuss to %s", guild_ids or "all servers (global)")
 
     # ---- translating in -----------------------------------------------------------------
@@ -493,15 +492,27 @@ class DiscordAdapter:
             return f"{PLATFORM}:{channel.parent_id}"
         return f"{PLATFORM}:{interaction.channel_id}"
 
+    async def _accept(self, interaction: discord.Interaction, key: str, event) -> Any:
+        """Store the event before acknowledging the interaction (the defer is the ack);
+        None when it could not be stored (the person is told so)."""
+        try:
+            return await self.ports.accept(key, event)
+        except NotSaved:
+            await interaction.response.send_message(NOT_SAVED, ephemeral=True)
+            return None
+
     async def run_command(self, interaction: discord.Interaction, text: str) -> None:
+        event = CommandInvoked(self.actor(interaction.user), self.channel_of(interaction), text)
+        ticket = await self._accept(interaction, f"{PLATFORM}:interaction:{interaction.id}", event)
+        if ticket is None:
+            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         metrics.ack_since(PLATFORM, interaction.created_at)
-        event = CommandInvoked(self.actor(interaction.user), self.channel_of(interaction), text)
-        await self.answer(interaction, await self.dispatcher.handle(event))
+        await self.answer(interaction, await self.ports.process(ticket))
 
     async def open_form(self, interaction: discord.Interaction, round_id: int, anon: bool) -> None:
         """The button: open the modal (a modal must be the first response, so no defer)."""
-        round_ = await self.runtime.store.get_round(round_id)
+        round_ = await self.ports.round_info(round_id)
         if round_ is None or not round_.is_open:
             await interaction.response.send_message(
                 "This round is closed, so answers are no longer collected.", ephemeral=True
@@ -512,13 +523,13 @@ class DiscordAdapter:
                 "Anonymous answers are turned off for this round.", ephemeral=True
             )
             return
-        prompt = PromptView.from_json(round_.prompt_snapshot)
-        title = ("Share anonymously: " if anon else "Share: ") + prompt.title
+        title = ("Share anonymously: " if anon else "Share: ") + round_.title
         modal = discord.ui.Modal(
             title=_shorten(title, 45),
             custom_id=f"rt:form:{round_id}" + (":anon" if anon else ""),
         )
-        for custom_id, label, placeholder in form_inputs(prompt.questions):
+        questions = tuple((q, "") for q in round_.questions)
+        for custom_id, label, placeholder in form_inputs(questions):
             modal.add_item(
                 discord.ui.TextInput(
                     label=label,
@@ -536,22 +547,22 @@ class DiscordAdapter:
         metrics.ack_since(PLATFORM, interaction.created_at)
 
     async def on_form_submit(self, interaction: discord.Interaction, custom_id: str) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        metrics.ack_since(PLATFORM, interaction.created_at)
         parts = custom_id.split(":")
         round_id, anonymous = int(parts[2]), parts[-1] == "anon"
-        round_ = await self.runtime.store.get_round(round_id)
+        round_ = await self.ports.round_info(round_id)
         if round_ is None:
-            await self.answer(interaction, [Reply("That round no longer exists.")])
+            await interaction.response.send_message("That round no longer exists.", ephemeral=True)
             return
-        answers = parse_form(
-            (interaction.data or {}).get("components", []),
-            len(round_.prompt_snapshot["questions"]),
-        )
+        answers = parse_form((interaction.data or {}).get("components", []), len(round_.questions))
         event = FormSubmitted(
             self.actor(interaction.user), round_.channel, round_id, answers, anonymous
         )
-        await self.answer(interaction, await self.dispatcher.handle(event))
+        ticket = await self._accept(interaction, f"{PLATFORM}:interaction:{interaction.id}", event)
+        if ticket is None:
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        metrics.ack_since(PLATFORM, interaction.created_at)
+        await self.answer(interaction, await self.ports.process(ticket))
 
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.webhook_id is not None:
@@ -568,7 +579,12 @@ class DiscordAdapter:
             message_ref=str(message.id),
             thread_ref=str(message.channel.id),
         )
-        replies = await self.dispatcher.handle(event)
+        try:  # keyed by the message id: a gateway replay stores it once
+            ticket = await self.ports.accept(f"{PLATFORM}:message:{message.id}", event)
+        except NotSaved:
+            await message.reply(NOT_SAVED, mention_author=False, allowed_mentions=NO_MENTIONS)
+            return
+        replies = await self.ports.process(ticket)
         # A saved thread reply is visible in the thread already; say only what went wrong.
         problems = [r for r in replies if isinstance(r, Reply) and not r.confirms_save]
         for reply in problems:
@@ -581,16 +597,19 @@ class DiscordAdapter:
         parent = await self.parent_of(payload.channel_id)
         if parent is None:
             return
-        await self.dispatcher.handle(
-            MessageEdited(f"{PLATFORM}:{parent}", str(payload.message_id), content)
+        edited = payload.data.get("edited_timestamp") or content
+        key = f"{PLATFORM}:edit:{payload.message_id}:{edited}"
+        await self.ports.handle(
+            MessageEdited(f"{PLATFORM}:{parent}", str(payload.message_id), content), key
         )
 
     async def on_raw_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         parent = await self.parent_of(payload.channel_id)
         if parent is None:
             return
-        await self.dispatcher.handle(
-            MessageDeleted(f"{PLATFORM}:{parent}", str(payload.message_id))
+        await self.ports.handle(
+            MessageDeleted(f"{PLATFORM}:{parent}", str(payload.message_id)),
+            f"{PLATFORM}:delete:{payload.message_id}",
         )
 
     # ---- rendering out ------------------------------------------------------------------
@@ -635,8 +654,10 @@ class DiscordAdapter:
                 else thread_post_texts(message)
             )
             channel = await self._messageable(target)
-            for text in texts:
-                await channel.send(text, allowed_mentions=NO_MENTIONS)
+            for n, text in enumerate(texts):
+                # the outbox row's key as nonce (≤ 25 characters), per chunk
+                nonce = f"{message.key[:22]}-{n}" if message.key else None
+                await channel.send(text, allowed_mentions=NO_MENTIONS, nonce=nonce)
             return None
         except (discord.Forbidden, discord.NotFound) as exc:
             metrics.api_error(PLATFORM, exc.code or exc.status)

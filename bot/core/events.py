@@ -171,6 +171,7 @@ class Summary:
     final: bool
     show_counts: bool = True
     note: str | None = None
+    key: str | None = None  # idempotency key of this post (set by the outbox)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class ThreadPost:
     text: str
     quote: str | None = None
     question: int | None = None
+    key: str | None = None  # idempotency key of this post (set by the outbox)
 
 
 Outgoing = Reply | RoundPost | Summary | ThreadPost

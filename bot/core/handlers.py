@@ -170,7 +170,17 @@ class Handlers:
             )
         if when is not None:
             text = f"{when.text}\n{text}"
+        failed = await self._last_failed(event.channel)
+        if failed:
+            text += f"\n{failed}"
         return Outcome().reply(text)
+
+    async def _last_failed(self, channel: str) -> str | None:
+        """The newest round here, if it could not be posted (the admin should act)."""
+        last = await self.store.latest_round(channel)
+        if last is None or last.status != "failed":
+            return None
+        return f"The last round here could not be posted: {last.status_reason or 'refused'}."
 
     async def cmd_sets(self, event: CommandInvoked, _: Command) -> Outcome:
         lib = self.service.library()

@@ -7,13 +7,11 @@ calls here, and the scheduler calls the same methods.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot import metrics
-from bot.config import Order, Schedule
+from bot.config import Schedule
 from bot.core.anonymity import new_round_key, pseudonym
 from bot.core.clock import Clock
 from bot.core.events import (
@@ -27,8 +25,10 @@ from bot.core.events import (
     ThreadPost,
     platform_of,
 )
+from bot.core.lifecycle import Lifecycle
 from bot.library import Library
-from bot.prompts import LoadedSet, Prompt
+from bot.plan import NextPrompt, pick_next, rotation_of, rotation_order
+from bot.prompts import Prompt
 from bot.storage.models import CLAIMED, POSTING, Response, RotationEntry, Round
 from bot.storage.store import ChannelBusy, Store
 
@@ -48,14 +48,6 @@ class RotationExhausted(LookupError):
 
 
 RUNNING_OUT = 2  # warn (log, /discuss next) when this many unused prompts or fewer are left
-
-
-@dataclass(frozen=True)
-class NextPrompt:
-    prompt_set: LoadedSet
-    prompt: Prompt
-    cycle: int
-    remaining_after: int  # prompts left unused in this pass after this one
 
 
 def prompt_view(prompt: Prompt) -> PromptView:
@@ -89,14 +81,6 @@ def round_post(round_: Round) -> RoundPost:
     )
 
 
-def rotation_order(loaded: LoadedSet, channel: str, cycle: int, order: Order) -> list[Prompt]:
-    """The order a channel goes through a set in one pass; shuffles are reproducible."""
-    prompts = list(loaded.prompts)
-    if order is Order.shuffle:
-        random.Random(f"{channel}|{loaded.id}|{cycle}").shuffle(prompts)
-    return prompts
-
-
 class RoundService:
     def __init__(self, store: Store, library: Callable[[], Library], clock: Clock):
         self.store = store
@@ -110,22 +94,12 @@ class RoundService:
     ) -> NextPrompt | None:
         """The prompt a channel gets next: from ``schedule``'s set when a schedule fires,
         else from the channel's own set (its first schedule's, or the default)."""
-        lib = self.library()
-        schedule = schedule or lib.schedule_for_channel(channel)
-        loaded = (
-            lib.prompt_sets.get(schedule.prompt_set) if schedule else lib.set_for_channel(channel)
-        )
-        if loaded is None:
+        found = rotation_of(self.library(), channel, schedule)
+        if found is None:
             return None
-        order = schedule.order if schedule else Order.sequential
+        loaded, schedule = found
         cycle, used = await self.store.rotation(channel, loaded.id)
-        candidates = [p for p in rotation_order(loaded, channel, cycle, order) if p.id not in used]
-        if not candidates:
-            if schedule is not None and schedule.when_exhausted == "stop":
-                return None  # nothing more until prompts are added (open_round raises)
-            cycle += 1  # a new pass; with order: shuffle, a new cycle is a new shuffle
-            candidates = rotation_order(loaded, channel, cycle, order)
-        return NextPrompt(loaded, candidates[0], cycle, len(candidates) - 1)
+        return pick_next(loaded, channel, schedule, cycle, used)
 
     # ---- opening and closing ------------------------------------------------------------
 
@@ -253,6 +227,52 @@ class RoundService:
         self._note_running_out(channel, nxt, schedule)
         return round_, outcome
 
+    async def claim_many(
+        self,
+        schedule: Schedule,
+        occurrence: str,
+        due_at: datetime,
+        picks: dict[str, NextPrompt],
+    ) -> tuple[list[Round], Outcome]:
+        """Claim one occurrence in many channels at once (the prompt per channel already
+        picked): a handful of statements for all of them, in the caller's transaction.
+        The outcome holds the digests of the rounds this closed, then the new posts."""
+        now = self.clock.now()
+        news, entries = [], []
+        for channel, nxt in picks.items():
+            news.append(
+                self._new_round(
+                    channel,
+                    nxt.prompt_set.id,
+                    nxt.prompt,
+                    schedule,
+                    occurrence,
+                    due_at,
+                    CLAIMED,
+                    now,
+                )
+            )
+            entries.append(
+                RotationEntry(
+                    channel=channel,
+                    prompt_set=nxt.prompt_set.id,
+                    cycle=nxt.cycle,
+                    prompt_id=nxt.prompt.id,
+                    used_at=now,
+                )
+            )
+        claimed, closed = await self.store.claim_many(news, entries, now)
+        outcome = Outcome()
+        answers = await self.store.responses_of([r.id for r in closed])
+        for old in closed:
+            outcome.posts.append(build_summary(old, answers.get(old.id, []), final=True))
+            metrics.round_closed(platform_of(old.channel))
+        outcome.posts.extend(round_post(r) for r in claimed)
+        for round_ in claimed:
+            self._note_running_out(round_.channel, picks[round_.channel], schedule)
+        log.info("claimed %s/%s in %d channel(s)", schedule.name, occurrence, len(claimed))
+        return claimed, outcome
+
     def _note_running_out(
         self, channel: str, nxt: NextPrompt, schedule: Schedule | None = None
     ) -> None:
@@ -313,8 +333,12 @@ class RoundService:
             "There's still time to add yours.",
         )
 
-    async def close_round(self, round_: Round) -> Outcome:
-        closed = await self.store.close_round(round_.id, self.clock.now())
+    async def close_round(
+        self, round_: Round, *, why: str = "missed: closed before it was posted"
+    ) -> Outcome:
+        """Close a posted round with its digest (one outbox row, in the caller's
+        transaction); a round never posted ends missed with ``why`` and no digest."""
+        closed = await Lifecycle(self.store).close(round_.id, self.clock.now(), why=why)
         outcome = Outcome()
         if closed is not None:
             outcome.posts.append(await self.summary(closed, final=True))
@@ -480,6 +504,7 @@ __all__ = [
     "RoundService",
     "build_summary",
     "prompt_view",
+    "rotation_order",
     "round_key",
     "round_post",
 ]

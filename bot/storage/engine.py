@@ -27,8 +27,13 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # isolation_level=None: the driver issues no BEGIN of its own; ``_sqlite_begin``
+        # issues BEGIN IMMEDIATE, so a transaction that reads and then writes holds the
+        # write lock from its start and never fails with SQLITE_BUSY halfway through
+        # (and SAVEPOINTs work). SQLAlchemy's documented recipe for pysqlite/aiosqlite.
+        engine = create_async_engine(url, connect_args={"timeout": 30, "isolation_level": None})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
 
@@ -36,10 +41,15 @@ def create_engine(url: str) -> AsyncEngine:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before we tell anyone "saved" (docs/performance.md).
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def alembic_config() -> AlembicConfig:

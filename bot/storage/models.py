@@ -49,14 +49,16 @@ class Base(DeclarativeBase):
     pass
 
 
-# Round statuses. A round is "open" while claimed/posting/posted.
-CLAIMED, POSTING, POSTED, CLOSED, MISSED, SKIPPED = (
+# Round statuses (the transitions live in bot.core.lifecycle). A round is "open" while
+# claimed/posting/posted; missed, skipped, failed and closed are final.
+CLAIMED, POSTING, POSTED, CLOSED, MISSED, SKIPPED, FAILED = (
     "claimed",
     "posting",
     "posted",
     "closed",
     "missed",
     "skipped",
+    "failed",
 )
 OPEN_STATUSES = (CLAIMED, POSTING, POSTED)
 
@@ -77,6 +79,10 @@ class Round(Base):
             postgresql_where=text("status IN ('claimed', 'posting', 'posted')"),
         ),
         Index("ix_round_channel_message", "channel", "message_ref"),
+        Index("ix_round_channel_thread", "channel", "thread_ref"),
+        # the sweeps: due closes and reminders among open rounds
+        Index("ix_round_status_close", "status", "close_at"),
+        Index("ix_round_status_remind", "status", "remind_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -176,3 +182,57 @@ class AppState(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Inbox and outbox row statuses.
+PENDING, SENDING, DONE, SENT, GAVE_UP = "pending", "sending", "done", "sent", "failed"
+
+
+class InboxEntry(Base):
+    """An incoming platform event, stored before the platform is acknowledged.
+
+    ``key`` is the platform's own idempotency key (Slack channel+ts or event id or
+    trigger id, Discord interaction or message id), so a redelivery inserts nothing.
+    The handler's writes and ``status = done`` commit together: exactly once.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_status", "status", "not_before"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), unique=True)
+    payload: Mapped[dict] = mapped_column(JSON)  # the neutral Incoming event
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(300))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxEntry(Base):
+    """A message owed to a channel, written in the transaction that decided it.
+
+    ``key`` is the idempotency key the adapter sends with it (Slack metadata, Discord
+    nonce), so a retried delivery never posts twice.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_status", "status", "not_before"),
+        Index("ix_outbox_round", "round_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    round_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # round, summary, thread
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(300))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

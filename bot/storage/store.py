@@ -1,4 +1,6 @@
-"""The one place that talks to the database. Every method is one committed transaction.
+"""The one place that talks to the database. Every method is one committed transaction,
+unless it runs inside ``Store.transaction()``: then it joins that one, so a handler's
+writes, its outbox rows and its inbox row's "done" mark commit together.
 
 Callers get plain ORM objects that stay readable after the session closes
 (``expire_on_commit=False``); they never hold a session themselves.
@@ -6,12 +8,14 @@ Callers get plain ORM objects that stay readable after the session closes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,16 +24,28 @@ from bot.storage.engine import create_engine, migrate
 from bot.storage.models import (
     CLAIMED,
     CLOSED,
+    DONE,
+    GAVE_UP,
+    MISSED,
     OPEN_STATUSES,
+    PENDING,
     POSTED,
     POSTING,
+    SENDING,
+    SENT,
     AppState,
     ChannelState,
+    InboxEntry,
+    OutboxEntry,
     ProcessedEvent,
     Response,
     RotationEntry,
     Round,
 )
+
+# The session of the transaction the current task runs in (``Store.transaction``).
+_ambient: ContextVar[AsyncSession | None] = ContextVar("roundtable_transaction", default=None)
+REPLACED = "missed: never posted before the next round replaced it"
 
 
 class ChannelBusy(Exception):
@@ -44,6 +60,10 @@ class Store:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer and every transaction here begins IMMEDIATE: queueing them
+        # in-process is far cheaper than letting connections meet SQLite's busy handler,
+        # which sleeps in steps of up to 100 ms. (Other processes still wait on busy_timeout.)
+        self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -60,9 +80,44 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session whose work is committed on success and rolled back on error."""
-        async with self._sessions() as session, session.begin():
+        """A session whose work is committed on success and rolled back on error.
+
+        Inside ``transaction()`` this is the transaction's session (nothing commits yet).
+        """
+        current = _ambient.get()
+        if current is not None:
+            yield current
+            return
+        async with self._turn(), self._sessions() as session, session.begin():
             yield session
+
+    def _turn(self):
+        return self._one_writer if self._one_writer is not None else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Run every store call inside the block in one transaction (all or nothing).
+
+        Never start tasks inside the block: they would share its session.
+        """
+        current = _ambient.get()
+        if current is not None:
+            yield current
+            return
+        async with self._turn(), self._sessions() as session, session.begin():
+            token = _ambient.set(session)
+            try:
+                yield session
+            finally:
+                _ambient.reset(token)
+
+    @staticmethod
+    def _savepoint(s: AsyncSession):
+        """A savepoint when joined to a larger transaction, so an expected conflict
+        rolls back only this step; a no-op context otherwise."""
+        if _ambient.get() is not None:
+            return s.begin_nested()
+        return contextlib.nullcontext()
 
     def _insert(self, table):
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
@@ -77,11 +132,12 @@ class Store:
         Returns the new round and the rounds this closed (for their digests).
         """
         try:
-            async with self.session() as s:
+            async with self.session() as s, self._savepoint(s):
                 closed = await self._close_open_rounds(s, new.channel, now)
                 s.add(new)
                 if rotation is not None:
                     await self._use_prompt(s, rotation)
+                await s.flush()
         except IntegrityError as exc:
             raise ChannelBusy(new.channel) from exc
         return new, closed
@@ -101,31 +157,57 @@ class Store:
         )
 
     async def _close_open_rounds(self, s: AsyncSession, channel: str, now: datetime) -> list[Round]:
+        """Close the channel's open rounds; returns those that were posted (they get a
+        digest). A round never posted ends ``missed`` and its pending post is cancelled."""
         rows = (
             await s.scalars(
                 select(Round).where(Round.channel == channel, Round.status.in_(OPEN_STATUSES))
             )
         ).all()
+        closed = []
         for r in rows:
-            r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
+            if r.status == POSTED:
+                r.status = CLOSED
+                closed.append(r)
+            else:
+                r.status, r.status_reason = MISSED, REPLACED
+                await self._cancel_posts(s, [r.id], REPLACED)
+            r.closed_at, r.anon_key, r.lease_until = now, None, None
         await s.flush()
-        return list(rows)
+        return closed
 
-    async def close_round(self, round_id: int, now: datetime) -> Round | None:
-        """Close one open round and erase its anonymity key. None if it was not open.
+    async def close_round(
+        self, round_id: int, now: datetime, *, unposted_reason: str = REPLACED
+    ) -> Round | None:
+        """Close one posted round and erase its anonymity key; returns it (for its digest).
 
         A conditional UPDATE, so when several processes close the same round at once
-        exactly one of them gets it back (and posts the digest).
+        exactly one of them gets it back (and writes the digest). A round that was never
+        posted gets no digest: it ends ``missed`` with ``unposted_reason`` and None
+        comes back, as it does for a round that was not open.
         """
         async with self.session() as s:
             result = await s.execute(
                 update(Round)
-                .where(Round.id == round_id, Round.status.in_(OPEN_STATUSES))
+                .where(Round.id == round_id, Round.status == POSTED)
                 .values(status=CLOSED, closed_at=now, anon_key=None, lease_until=None)
             )
-            if result.rowcount != 1:
-                return None
-            return await s.get(Round, round_id)
+            if result.rowcount == 1:
+                return await s.get(Round, round_id, populate_existing=True)
+            result = await s.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status.in_((CLAIMED, POSTING)))
+                .values(
+                    status=MISSED,
+                    status_reason=unposted_reason,
+                    closed_at=now,
+                    anon_key=None,
+                    lease_until=None,
+                )
+            )
+            if result.rowcount == 1:
+                await self._cancel_posts(s, [round_id], unposted_reason)
+            return None
 
     async def close_channel(self, channel: str, now: datetime) -> list[Round]:
         async with self.session() as s:
@@ -134,8 +216,8 @@ class Store:
     async def mark_posted(
         self, round_id: int, message_ref: str | None, thread_ref: str | None, now: datetime
     ) -> None:
-        # Two conditional UPDATEs rather than read-then-write: another process may close
-        # this round between our read and our write, and a closed round must stay closed.
+        # One UPDATE rather than read-then-write: another process may close this round
+        # between our read and our write, and a closed round must stay closed.
         async with self.session() as s:
             await s.execute(
                 update(Round)
@@ -145,13 +227,53 @@ class Store:
                     thread_ref=thread_ref or message_ref,
                     posted_at=now,
                     lease_until=None,
+                    status=case((Round.status.in_((CLAIMED, POSTING)), POSTED), else_=Round.status),
                 )
             )
-            await s.execute(
-                update(Round)
-                .where(Round.id == round_id, Round.status.in_(OPEN_STATUSES))
-                .values(status=POSTED)
+
+    async def mark_posted_many(
+        self, posted: dict[int, tuple[str | None, str | None]], now: datetime
+    ) -> None:
+        """``mark_posted`` for many rounds in one executemany: {round id: (message, thread)}."""
+        if not posted:
+            return
+        table = Round.__table__
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                message_ref=bindparam("b_message"),
+                thread_ref=bindparam("b_thread"),
+                posted_at=now,
+                lease_until=None,
+                # (no IN: an expanding parameter cannot be used with executemany)
+                status=case(
+                    ((table.c.status == CLAIMED) | (table.c.status == POSTING), POSTED),
+                    else_=table.c.status,
+                ),
             )
+        )
+        params = [
+            {"b_id": rid, "b_message": message, "b_thread": thread or message}
+            for rid, (message, thread) in sorted(posted.items())
+        ]
+        async with self.session() as s:
+            await (await s.connection()).execute(stmt, params)
+
+    async def close_landed(self, round_ids: list[int], now: datetime) -> list[Round]:
+        """Rounds recorded ``missed`` (replaced or closed while their post was in flight)
+        whose post then landed: people saw them, so they end ``closed`` (digest due)."""
+        if not round_ids:
+            return []
+        async with self.session() as s:
+            rows = await s.scalars(
+                update(Round)
+                .where(Round.id.in_(round_ids), Round.status == MISSED)
+                .values(status=CLOSED, status_reason=None, closed_at=now)
+                .returning(Round)
+                .execution_options(populate_existing=True)
+            )
+            return list(rows.all())
 
     async def update_round(self, round_id: int, **values: Any) -> None:
         async with self.session() as s:
@@ -161,10 +283,26 @@ class Store:
         async with self.session() as s:
             return await s.get(Round, round_id)
 
+    async def rounds_by_id(self, ids: Iterable[int]) -> dict[int, Round]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(Round).where(Round.id.in_(ids)).execution_options(populate_existing=True)
+            )
+            return {r.id: r for r in rows.all()}
+
     async def open_round_in(self, channel: str) -> Round | None:
         async with self.session() as s:
             return await s.scalar(
                 select(Round).where(Round.channel == channel, Round.status.in_(OPEN_STATUSES))
+            )
+
+    async def latest_round(self, channel: str) -> Round | None:
+        async with self.session() as s:
+            return await s.scalar(
+                select(Round).where(Round.channel == channel).order_by(Round.id.desc()).limit(1)
             )
 
     async def round_by_message(self, channel: str, message_ref: str) -> Round | None:
@@ -217,17 +355,8 @@ class Store:
         """
         values = {c.key: getattr(new, c.key) for c in Round.__table__.columns if c.key != "id"}
         try:
-            async with self.session() as s:
-                closed = list(
-                    (
-                        await s.scalars(
-                            update(Round)
-                            .where(Round.channel == new.channel, Round.status.in_(OPEN_STATUSES))
-                            .values(status=CLOSED, closed_at=now, anon_key=None, lease_until=None)
-                            .returning(Round)
-                        )
-                    ).all()
-                )
+            async with self.session() as s, self._savepoint(s):
+                closed = await self._close_open_rounds(s, new.channel, now)
                 round_id = (
                     await s.execute(
                         self._insert(Round)
@@ -244,6 +373,124 @@ class Store:
         except _Lost:
             return None, []
         return claimed, closed
+
+    async def claim_many(
+        self, news: list[Round], rotation: list[RotationEntry], now: datetime
+    ) -> tuple[list[Round], list[Round]]:
+        """``claim_occurrence`` for many channels in a few statements: close their open
+        rounds (posted → closed, unposted → missed), insert the new rounds (a taken key
+        inserts nothing), mark the prompts used. Returns (claimed, closed-with-digest).
+        Ids come back in no particular order.
+
+        The caller has checked, in this transaction and under ``lock_occurrence``, that
+        the occurrence is not taken in these channels.
+        """
+        if not news:
+            return [], []
+        columns = [c.key for c in Round.__table__.columns if c.key != "id"]
+        async with self.session() as s:
+            channels = [n.channel for n in news]
+            open_rows = list(
+                (
+                    await s.scalars(
+                        select(Round).where(
+                            Round.channel.in_(channels), Round.status.in_(OPEN_STATUSES)
+                        )
+                    )
+                ).all()
+            )
+            posted = [r for r in open_rows if r.status == POSTED]
+            unposted = [r.id for r in open_rows if r.status != POSTED]
+            gone = {"closed_at": now, "anon_key": None, "lease_until": None}
+            if posted:
+                await s.execute(
+                    update(Round)
+                    .where(Round.id.in_([r.id for r in posted]))
+                    .values(status=CLOSED, **gone)
+                    .execution_options(synchronize_session=False)
+                )
+                for r in posted:
+                    r.status, r.closed_at, r.anon_key, r.lease_until = CLOSED, now, None, None
+            if unposted:
+                await s.execute(
+                    update(Round)
+                    .where(Round.id.in_(unposted))
+                    .values(status=MISSED, status_reason=REPLACED, **gone)
+                    .execution_options(synchronize_session=False)
+                )
+                await self._cancel_posts(s, unposted, REPLACED)
+            values = [{c: getattr(n, c) for c in columns} for n in news]
+            result = await s.execute(
+                self._insert(Round).on_conflict_do_nothing().returning(Round.id, Round.channel),
+                values,
+            )
+            ids = {channel: round_id for round_id, channel in result.all()}
+            claimed = []
+            for new, row in zip(news, values, strict=True):
+                if new.channel in ids:
+                    round_ = Round(id=ids[new.channel], **row)
+                    claimed.append(round_)
+            used = [
+                {
+                    "channel": e.channel,
+                    "prompt_set": e.prompt_set,
+                    "cycle": e.cycle,
+                    "prompt_id": e.prompt_id,
+                    "used_at": e.used_at,
+                }
+                for e in rotation
+                if e.channel in ids
+            ]
+            if used:
+                await s.execute(self._insert(RotationEntry).on_conflict_do_nothing(), used)
+            return claimed, posted
+
+    async def lock_occurrence(self, schedule_name: str, occurrence: str) -> None:
+        """Serialise claimers of one occurrence for the rest of the transaction (SQLite's
+        BEGIN IMMEDIATE already does; PostgreSQL takes a transaction advisory lock)."""
+        if self.dialect == "postgresql":
+            async with self.session() as s:
+                await s.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"occurrence:{schedule_name}:{occurrence}"},
+                )
+
+    async def rotations(
+        self, channels: list[str], prompt_set: str
+    ) -> dict[str, tuple[int, set[str]]]:
+        """``rotation`` for many channels in one query."""
+        async with self.session() as s:
+            rows = (
+                await s.execute(
+                    select(
+                        RotationEntry.channel, RotationEntry.cycle, RotationEntry.prompt_id
+                    ).where(
+                        RotationEntry.channel.in_(channels),
+                        RotationEntry.prompt_set == prompt_set,
+                    )
+                )
+            ).all()
+        state: dict[str, tuple[int, set[str]]] = {}
+        for channel, cycle, prompt_id in rows:
+            current, used = state.get(channel, (cycle, set()))
+            if cycle > current:
+                current, used = cycle, set()
+            if cycle == current:
+                used.add(prompt_id)
+            state[channel] = (current, used)
+        return state
+
+    async def responses_of(self, round_ids: list[int]) -> dict[int, list[Response]]:
+        if not round_ids:
+            return {}
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(Response).where(Response.round_id.in_(round_ids)).order_by(Response.id)
+            )
+            out: dict[int, list[Response]] = {}
+            for row in rows.all():
+                out.setdefault(row.round_id, []).append(row)
+            return out
 
     async def record_occurrence(self, row: Round, *, consume_skip: bool = False) -> bool:
         """Record an occurrence that posts nothing (skipped, missed), at most once.
@@ -274,6 +521,40 @@ class Store:
                 )
             )
             return found is not None
+
+    async def occurrences_taken(
+        self, schedule_name: str, occurrence: str, channels: list[str]
+    ) -> set[str]:
+        """The channels where this occurrence is already decided (one query for all)."""
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(Round.channel).where(
+                    Round.schedule_name == schedule_name,
+                    Round.occurrence == occurrence,
+                    Round.channel.in_(channels),
+                )
+            )
+            return set(rows.all())
+
+    async def last_dues(self) -> dict[tuple[str, str], datetime]:
+        """When the newest recorded occurrence was due, per (schedule, channel)."""
+        async with self.session() as s:
+            rows = await s.execute(
+                select(Round.schedule_name, Round.channel, func.max(Round.due_at))
+                .where(Round.schedule_name.is_not(None))
+                .group_by(Round.schedule_name, Round.channel)
+            )
+            return {(name, channel): due for name, channel, due in rows.all() if due is not None}
+
+    async def channel_states(self, channels: list[str]) -> dict[str, ChannelState]:
+        async with self.session() as s:
+            rows = await s.scalars(select(ChannelState).where(ChannelState.channel.in_(channels)))
+            return {row.channel: row for row in rows.all()}
+
+    async def values_with_prefix(self, prefix: str) -> dict[str, str]:
+        async with self.session() as s:
+            rows = await s.scalars(select(AppState).where(AppState.key.startswith(prefix)))
+            return {row.key: row.value for row in rows.all()}
 
     async def last_due(self, schedule_name: str, channel: str) -> datetime | None:
         """When the newest recorded occurrence of a schedule in a channel was due."""
@@ -473,6 +754,21 @@ class Store:
             result = await s.execute(delete(Response).where(Response.round_id == round_id, who))
             return result.rowcount
 
+    async def rename_author(self, author_id: str, name: str) -> int:
+        """Set the display name of someone's named answers in open rounds."""
+        async with self.session() as s:
+            open_rounds = select(Round.id).where(Round.status.in_(OPEN_STATUSES))
+            result = await s.execute(
+                update(Response)
+                .where(
+                    Response.author_id == author_id,
+                    Response.round_id.in_(open_rounds),
+                    Response.author_name.is_distinct_from(name),
+                )
+                .values(author_name=name)
+            )
+            return result.rowcount or 0
+
     async def responses(self, round_id: int) -> list[Response]:
         async with self.session() as s:
             return list(
@@ -541,4 +837,272 @@ class Store:
                 .on_conflict_do_update(
                     index_elements=[AppState.key], set_={"value": value, "updated_at": now}
                 )
+            )
+
+    # ---- inbox --------------------------------------------------------------------------
+
+    async def inbox_add(self, key: str, payload: dict, now: datetime) -> int | None:
+        """Store an incoming event durably; None if its key is known (a redelivery)."""
+        async with self.session() as s:
+            return (
+                await s.execute(
+                    self._insert(InboxEntry)
+                    .values(
+                        key=key,
+                        payload=payload,
+                        status=PENDING,
+                        attempts=0,
+                        not_before=now,
+                        created_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(InboxEntry.id)
+                )
+            ).scalar()
+
+    async def inbox_add_many(
+        self, items: Sequence[tuple[str, dict]], now: datetime
+    ) -> dict[str, int]:
+        """Store several incoming events in one transaction (one commit, one fsync):
+        {key: id} for those that were new; known keys (redeliveries) are left out."""
+        rows = [
+            {
+                "key": key,
+                "payload": payload,
+                "status": PENDING,
+                "attempts": 0,
+                "not_before": now,
+                "created_at": now,
+            }
+            for key, payload in items
+        ]
+        async with self.session() as s:
+            result = await s.execute(
+                self._insert(InboxEntry)
+                .on_conflict_do_nothing()
+                .returning(InboxEntry.id, InboxEntry.key),
+                rows,
+            )
+            return {key: entry_id for entry_id, key in result.all()}
+
+    async def inbox_claim(self, entry_id: int, now: datetime) -> bool:
+        """Mark a pending row done in the current transaction, first thing: it commits
+        (or rolls back) together with the handler's writes. False: done elsewhere."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(InboxEntry)
+                .where(InboxEntry.id == entry_id, InboxEntry.status == PENDING)
+                .values(status=DONE, processed_at=now, error=None)
+            )
+            return result.rowcount == 1
+
+    async def inbox_take(self, entry_id: int) -> InboxEntry | None:
+        """Lock a pending row for processing in the current transaction (None: done, or
+        another instance is processing it right now)."""
+        async with self.session() as s:
+            query = select(InboxEntry).where(
+                InboxEntry.id == entry_id, InboxEntry.status == PENDING
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            return await s.scalar(query.execution_options(populate_existing=True))
+
+    async def inbox_done(self, entry_id: int, now: datetime) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(InboxEntry)
+                .where(InboxEntry.id == entry_id)
+                .values(status=DONE, processed_at=now, error=None)
+            )
+
+    async def inbox_attempt_failed(
+        self, entry_id: int, error: str, now: datetime, retry_at: datetime | None
+    ) -> None:
+        """Count a failed attempt; with no ``retry_at`` the row is given up (failed)."""
+        async with self.session() as s:
+            values: dict[str, Any] = {
+                "attempts": InboxEntry.attempts + 1,
+                "error": error[:300],
+                "not_before": retry_at,
+            }
+            if retry_at is None:
+                values.update(status=GAVE_UP, processed_at=now)
+            await s.execute(
+                update(InboxEntry)
+                .where(InboxEntry.id == entry_id, InboxEntry.status == PENDING)
+                .values(**values)
+            )
+
+    async def inbox_due(self, now: datetime, limit: int = 500) -> list[InboxEntry]:
+        async with self.session() as s:
+            return list(
+                (
+                    await s.scalars(
+                        select(InboxEntry)
+                        .where(
+                            InboxEntry.status == PENDING,
+                            (InboxEntry.not_before.is_(None)) | (InboxEntry.not_before <= now),
+                        )
+                        .order_by(InboxEntry.id)
+                        .limit(limit)
+                    )
+                ).all()
+            )
+
+    async def inbox_get(self, entry_id: int) -> InboxEntry | None:
+        async with self.session() as s:
+            return await s.get(InboxEntry, entry_id, populate_existing=True)
+
+    async def prune(self, before: datetime) -> int:
+        """Drop processed inbox rows, delivered or abandoned outbox rows and dedup marks
+        older than ``before``: they only guard against redeliveries inside that window."""
+        async with self.session() as s:
+            n = 0
+            for stmt in (
+                delete(InboxEntry).where(
+                    InboxEntry.status.in_((DONE, GAVE_UP)), InboxEntry.created_at < before
+                ),
+                delete(OutboxEntry).where(
+                    OutboxEntry.status.in_((SENT, GAVE_UP)), OutboxEntry.created_at < before
+                ),
+                delete(ProcessedEvent).where(ProcessedEvent.seen_at < before),
+            ):
+                n += (await s.execute(stmt)).rowcount or 0
+            return n
+
+    # ---- outbox -------------------------------------------------------------------------
+
+    async def outbox_add(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert outbox rows (in the caller's transaction) in one statement; a known key
+        inserts nothing. Returns the new ids."""
+        if not rows:
+            return []
+        async with self.session() as s:
+            result = await s.execute(
+                self._insert(OutboxEntry).on_conflict_do_nothing().returning(OutboxEntry.id),
+                list(rows),
+            )
+            return [row_id for (row_id,) in result.all()]
+
+    async def outbox_lease_due(
+        self, now: datetime, lease_until: datetime, limit: int = 200
+    ) -> list[OutboxEntry]:
+        """Take the rows that are due (pending, or sending with an expired lease: their
+        sender died) for delivery by this process. On PostgreSQL several instances share
+        the work: rows another instance has locked are skipped, not waited for."""
+        async with self.session() as s:
+            due = (
+                (OutboxEntry.status == PENDING)
+                & ((OutboxEntry.not_before.is_(None)) | (OutboxEntry.not_before <= now))
+            ) | ((OutboxEntry.status == SENDING) & (OutboxEntry.lease_until < now))
+            query = select(OutboxEntry).where(due).order_by(OutboxEntry.id).limit(limit)
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = list((await s.scalars(query.execution_options(populate_existing=True))).all())
+            if rows:
+                await s.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id.in_([r.id for r in rows]))
+                    .values(status=SENDING, lease_until=lease_until)
+                )
+            return rows
+
+    async def outbox_rows(self, ids: Iterable[int]) -> list[OutboxEntry]:
+        ids = list(ids)
+        if not ids:
+            return []
+        async with self.session() as s:
+            return list(
+                (
+                    await s.scalars(
+                        select(OutboxEntry)
+                        .where(OutboxEntry.id.in_(ids))
+                        .order_by(OutboxEntry.id)
+                        .execution_options(populate_existing=True)
+                    )
+                ).all()
+            )
+
+    async def outbox_sent(self, entry_id: int, now: datetime) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == entry_id)
+                .values(status=SENT, sent_at=now, lease_until=None, error=None)
+            )
+
+    async def outbox_sent_many(self, ids: list[int], now: datetime) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id.in_(ids))
+                .values(status=SENT, sent_at=now, lease_until=None, error=None)
+            )
+
+    async def outbox_retry(self, entry_id: int, error: str, retry_at: datetime) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == entry_id)
+                .values(
+                    status=PENDING,
+                    attempts=OutboxEntry.attempts + 1,
+                    error=error[:300],
+                    not_before=retry_at,
+                    lease_until=None,
+                )
+            )
+
+    async def outbox_give_up(self, entry_id: int, reason: str) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == entry_id)
+                .values(status=GAVE_UP, error=reason[:300], lease_until=None)
+            )
+
+    async def _cancel_posts(self, s: AsyncSession, round_ids: list[int], reason: str) -> None:
+        """Pending posts of rounds that ended unposted are never delivered."""
+        await s.execute(
+            update(OutboxEntry)
+            .where(
+                OutboxEntry.round_id.in_(round_ids),
+                OutboxEntry.status.in_((PENDING, SENDING)),
+            )
+            .values(status=GAVE_UP, error=reason[:300], lease_until=None)
+        )
+
+    async def fail_round(self, round_id: int, status: str, reason: str, now: datetime) -> bool:
+        """End a round that was never posted (failed or missed, with the reason), and
+        cancel everything still owed to it. False if it was no longer waiting to post."""
+        async with self.session() as s:
+            result = await s.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.status.in_((CLAIMED, POSTING)))
+                .values(
+                    status=status,
+                    status_reason=reason[:200],
+                    closed_at=now,
+                    anon_key=None,
+                    lease_until=None,
+                )
+            )
+            await self._cancel_posts(s, [round_id], reason)
+            return result.rowcount == 1
+
+    async def stranded_rounds(self, now: datetime) -> list[Round]:
+        """Rounds waiting to be posted whose lease ran out and that have no outbox row
+        (claimed by a version without the outbox): the sweep gives them one."""
+        async with self.session() as s:
+            owed = select(OutboxEntry.id).where(OutboxEntry.round_id == Round.id)
+            return list(
+                (
+                    await s.scalars(
+                        select(Round).where(
+                            Round.status.in_((CLAIMED, POSTING)),
+                            (Round.lease_until.is_(None)) | (Round.lease_until < now),
+                            ~owed.exists(),
+                        )
+                    )
+                ).all()
             )

@@ -37,6 +37,9 @@ class FakeSlack:
         self.responses: list[dict[str, Any]] = []
         self.failures: dict[str, list[Failure]] = defaultdict(list)
         self.gates: dict[str, asyncio.Event] = {}
+        # optional per-method filter for gates: hold only the calls it picks; with
+        # ``land`` the call takes effect first and only its response is held
+        self.gate_filters: dict[str, tuple[Any, bool]] = {}
         self.refuse: dict[str, str] = {}  # channel -> error such as not_in_channel
         self.names: dict[str, str] = {}
         self.socket_available = True
@@ -86,9 +89,15 @@ class FakeSlack:
             Failure(status, error, retry_after, land) for _ in range(times)
         )
 
-    def hold(self, method: str) -> asyncio.Event:
-        """Make ``method`` wait until the returned event is set (a slow Web API)."""
+    def hold(self, method: str, when=None, *, land: bool = False) -> asyncio.Event:
+        """Make ``method`` wait until the returned event is set (a slow Web API).
+
+        ``when(params)`` limits the hold to the calls it returns True for; with ``land``
+        the call is carried out and only its response waits (the work was done, the
+        caller never heard).
+        """
         self.gates[method] = asyncio.Event()
+        self.gate_filters[method] = (when, land)
         return self.gates[method]
 
     def calls_to(self, method: str) -> list[dict[str, Any]]:
@@ -114,13 +123,17 @@ class FakeSlack:
         self.calls.append((method, params))
         async with self._changed:
             self._changed.notify_all()
-        if method in self.gates:
+        when, land = self.gate_filters.get(method, (None, False))
+        held = method in self.gates and (when is None or when(params))
+        if held and not land:
             await self.gates[method].wait()
         failure = self.failures[method].pop(0) if self.failures[method] else None
         if failure is not None and not failure.land:
             return self._failure(failure)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         body = handler(params) if handler else {"ok": True}
+        if held and land:
+            await self.gates[method].wait()
         if failure is not None:
             return self._failure(failure)
         return web.json_response(body)

@@ -108,7 +108,9 @@ async def test_redelivered_events_are_stored_once(slack):
     assert len(await slack.runtime.store.responses(round_id)) == 1
     assert len(slack.fake.calls_to("chat.postEphemeral")) == 1  # confirmed once
     # the dedupe lives in the database, so it holds for another instance too
-    assert not await slack.runtime.store.first_time("slack:Ev1", slack.runtime.clock.now())
+    # (the inbox row is keyed by channel + ts)
+    now = slack.runtime.clock.now()
+    assert await slack.runtime.store.inbox_add("slack:C1:1800.1", {}, now) is None
 
 
 async def test_forged_signature_and_stale_timestamp_get_401(slack):

@@ -1,9 +1,12 @@
 """The Slack adapter: slack-bolt's ``AsyncApp`` in, Block Kit out.
 
-Every listener acknowledges first and then hands the real work to a background task
-(``process_before_response=True`` returns the ack as soon as the listener returns), so
-Slack's 3-second limit holds however slow the database or the Web API is. Tasks are
-kept in a set with strong references and drained on shutdown.
+Every listener first stores what arrived in the core's inbox (one INSERT, committed),
+then acknowledges (``process_before_response=True`` returns the ack when the listener
+returns), then hands the real work to a background task, so an acknowledged answer is
+never lost and Slack's 3-second limit holds however slow the Web API is. If the INSERT
+fails the person is told it was not saved (and events get a 500, so Slack redelivers).
+Tasks are kept in a set with strong references and drained on shutdown. All Web API and
+``response_url`` calls share one HTTP session.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -22,12 +24,13 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import metrics
 from bot.adapters.slack import blocks
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
 from bot.core import render
-from bot.core.dispatch import ChannelPost, Posted, PostFailed
+from bot.core.dispatch import ChannelPost, NotSaved, Posted, PostFailed, Ticket
 from bot.core.events import (
     Actor,
     CommandInvoked,
@@ -41,6 +44,8 @@ from bot.core.events import (
     Summary,
     ThreadPost,
 )
+from bot.core.inbox import NOT_SAVED
+from bot.core.ports import NameCache, Ports
 from bot.health import metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -65,20 +70,19 @@ class SlackAdapter:
 
     def __init__(
         self,
-        runtime: Any,
+        ports: Ports | Any,
         *,
         sleep: Sleep = asyncio.sleep,
         post_attempts: int = 4,
         ping_interval: float = 10.0,
     ):
-        secrets = runtime.secrets
-        settings = runtime.library.current.config.slack
+        ports = getattr(ports, "ports", ports)  # a Runtime hands over its ports only
+        secrets = ports.secrets
+        settings = ports.library.current.config.slack
         if not secrets.slack_bot_token:
             raise RuntimeError("SLACK_BOT_TOKEN is not set")
-        self.runtime = runtime
-        self.dispatcher = runtime.dispatcher
-        self.store = runtime.store
-        self.clock = runtime.clock
+        self.ports: Ports = ports
+        self.clock = ports.clock
         self.settings = settings
         self.socket_mode = bool(secrets.slack_app_token) and settings.mode != "http"
         if not self.socket_mode and not secrets.slack_signing_secret:
@@ -90,11 +94,20 @@ class SlackAdapter:
         self.post_attempts = post_attempts
         self.ping_interval = ping_interval
         token = secrets.slack_bot_token
+        # one HTTP session for every Web API and response_url call (slack_sdk opens a
+        # new session per call when it is given none)
+        self.http = aiohttp.ClientSession()
         self.client = AsyncWebClient(
-            token=token, base_url=settings.api_url, retry_handlers=all_handlers(sleep)
+            token=token,
+            base_url=settings.api_url,
+            session=self.http,
+            retry_handlers=all_handlers(sleep),
         )
         self.post_client = AsyncWebClient(
-            token=token, base_url=settings.api_url, retry_handlers=rate_limit_only(sleep)
+            token=token,
+            base_url=settings.api_url,
+            session=self.http,
+            retry_handlers=rate_limit_only(sleep),
         )
         self.app = AsyncApp(
             name="roundtable",
@@ -106,8 +119,7 @@ class SlackAdapter:
         metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
         self.bot_user_id: str | None = None
-        self._names: dict[str, str] = {}
-        self._channel_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._names = NameCache()
         self._runner: web.AppRunner | None = None
         self._socket: Any = None
         self._started = False
@@ -120,7 +132,7 @@ class SlackAdapter:
         """Check the token, serve ``/healthz`` (and ``/slack/events`` in HTTP mode), connect."""
         auth = await self.client.auth_test()
         self.bot_user_id = auth.get("user_id")
-        self.dispatcher.register(self)
+        self.ports.register(self)
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
         web_app.router.add_get("/metrics", metrics_endpoint)  # as on the health port
@@ -150,9 +162,7 @@ class SlackAdapter:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.drain(grace)
-        for client in (self.client, self.post_client):
-            if client.session is not None:
-                await client.session.close()
+        await self.http.close()
 
     async def drain(self, grace: float | None = None) -> None:
         """Wait for background work started by listeners (tests call this to settle)."""
@@ -201,9 +211,18 @@ class SlackAdapter:
         app = self.app
 
         @app.command(COMMAND)
-        async def on_command(ack: Callable[..., Awaitable[None]], body: dict, respond) -> None:
+        async def on_command(ack: Callable[..., Awaitable[None]], body: dict) -> None:
+            actor = self._actor(body["user_id"], body.get("user_name"))
+            event = CommandInvoked(
+                actor, f"{PLATFORM}:{body['channel_id']}", body.get("text") or ""
+            )
+            try:  # stored before the ack; slash commands have no event id: trigger_id
+                ticket = await self.ports.accept(_trigger_key(body), event)
+            except NotSaved:
+                await ack(text=NOT_SAVED, response_type="ephemeral")
+                return
             await ack()
-            self.spawn(self._command(body, respond), "command")
+            self.spawn(self._command(ticket, body), "command")
 
         @app.action(blocks.SHARE_ACTION)
         async def on_share(ack: Callable[..., Awaitable[None]], body: dict) -> None:
@@ -212,82 +231,97 @@ class SlackAdapter:
 
         @app.view(blocks.MODAL_CALLBACK)
         async def on_submit(ack: Callable[..., Awaitable[None]], body: dict) -> None:
+            view = body["view"]
+            meta = json.loads(view.get("private_metadata") or "{}")
+            channel_id, round_id = meta["channel"], int(meta["round"])
+            answers, anonymous = blocks.modal_answers(view)
+            user = body["user"]
+            actor = self._actor(user["id"], user.get("name") or user.get("username"))
+            event = FormSubmitted(actor, f"{PLATFORM}:{channel_id}", round_id, answers, anonymous)
+            try:  # a view submission has no event id: its trigger_id is unique per submit
+                ticket = await self.ports.accept(_trigger_key(body), event)
+            except NotSaved:
+                await ack(response_action="errors", errors=_form_errors(view, NOT_SAVED))
+                return
             await ack()
-            self.spawn(self._submitted(body), "form")
+            self.spawn(self._tell(ticket, channel_id, user["id"], thread_ts=None), "form")
 
         @app.event("message")
         async def on_message(ack: Callable[..., Awaitable[None]], body: dict) -> None:
+            event = body.get("event") or {}
+            incoming = self._translate_message(event)
+            if incoming is None:
+                await ack()
+                return
+            try:
+                ticket = await self.ports.accept(_event_key(body, incoming), incoming)
+            except NotSaved:
+                if isinstance(incoming, MessagePosted):
+                    self.spawn(
+                        self._ephemeral(
+                            event["channel"],
+                            incoming.actor.user_id,
+                            "Your reply was not saved yet (the bot's database is not "
+                            "responding); Slack will deliver it again shortly.",
+                            thread_ts=incoming.thread_ref,
+                        ),
+                        "not-saved",
+                    )
+                raise  # HTTP 500: Slack redelivers the event later
             await ack()
-            self.spawn(self._message(body), "message")
+            if ticket.duplicate:
+                return
+            if isinstance(incoming, MessagePosted):
+                work = self._tell(
+                    ticket, event["channel"], incoming.actor.user_id, thread_ts=incoming.thread_ref
+                )
+            else:
+                work = self._quiet(ticket)
+            self.spawn(work, "message")
 
-    async def _command(self, body: dict, respond) -> None:
-        actor = await self._actor(body["user_id"], body.get("user_name"))
-        event = CommandInvoked(actor, f"{PLATFORM}:{body['channel_id']}", body.get("text") or "")
-        try:
-            replies = await self._handle(event)
-        except Exception:
-            log.exception("/discuss %s failed", event.text.split(" ", 1)[0])
-            await respond(
-                text="Sorry, that failed on our side; please try again.", response_type="ephemeral"
-            )
-            return
+    async def _command(self, ticket: Ticket, body: dict) -> None:
+        replies = await self.ports.process(ticket)
         for reply in replies:
             payload = blocks.reply_payload(reply)
             public = isinstance(reply, Reply) and not reply.ephemeral
-            await respond(**payload, response_type="in_channel" if public else "ephemeral")
+            await self._respond(
+                body["response_url"],
+                **payload,
+                response_type="in_channel" if public else "ephemeral",
+            )
+        await self._learn_name(body["user_id"], body.get("user_name"))
+
+    async def _respond(self, url: str, **payload: Any) -> None:
+        """Post to a ``response_url`` with the shared session (bolt's ``respond`` opens a
+        new HTTP session for every call)."""
+        try:
+            await AsyncWebhookClient(url, session=self.http).send_dict(payload)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+
+    async def _quiet(self, ticket: Ticket) -> None:
+        await self.ports.process(ticket)
 
     async def _open_modal(self, body: dict) -> None:
         user = body["user"]["id"]
         channel_id = (body.get("channel") or {}).get("id") or body["container"]["channel_id"]
         round_id = int(body["actions"][0]["value"])
-        round_ = await self.store.get_round(round_id)
+        round_ = await self.ports.round_info(round_id)
         if round_ is None or not round_.is_open:
             await self._ephemeral(
                 channel_id, user, "This round is closed, so answers are no longer collected."
             )
             return
-        snapshot = round_.prompt_snapshot
         view = blocks.answer_modal(
             round_id,
             channel_id,
-            snapshot["title"],
-            [q["text"] for q in snapshot["questions"]],
+            round_.title,
+            list(round_.questions),
             round_.anonymous_allowed,
         )
         await self.client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    async def _submitted(self, body: dict) -> None:
-        view = body["view"]
-        meta = json.loads(view.get("private_metadata") or "{}")
-        channel_id, round_id = meta["channel"], int(meta["round"])
-        answers, anonymous = blocks.modal_answers(view)
-        user = body["user"]
-        actor = await self._actor(user["id"], user.get("name") or user.get("username"))
-        event = FormSubmitted(actor, f"{PLATFORM}:{channel_id}", round_id, answers, anonymous)
-        await self._handle_and_tell(event, channel_id, user["id"], thread_ts=None)
-
-    async def _message(self, body: dict) -> None:
-        event = body.get("event") or {}
-        incoming = await self._translate_message(event)
-        if incoming is None:
-            return
-        event_id = body.get("event_id")
-        now = self.clock.now()
-        if event_id and not await self.store.first_time(f"slack:{event_id}", now):
-            log.info("ignored a redelivered Slack event")
-            return
-        if isinstance(incoming, MessagePosted):
-            key = f"slack:{event['channel']}:{incoming.message_ref}"
-            if not await self.store.first_time(key, now):
-                log.info("ignored a redelivered Slack message")
-                return
-            await self._handle_and_tell(
-                incoming, event["channel"], incoming.actor.user_id, thread_ts=incoming.thread_ref
-            )
-        else:
-            await self._handle(incoming)
-
-    async def _translate_message(self, event: dict) -> Incoming | None:
+    def _translate_message(self, event: dict) -> Incoming | None:
         """Thread replies become answers; edits and deletions follow them; the rest is noise."""
         channel = f"{PLATFORM}:{event.get('channel')}"
         subtype = event.get("subtype")
@@ -306,28 +340,18 @@ class SlackAdapter:
             return None
         if not event.get("user") or event.get("user") == self.bot_user_id:
             return None
-        actor = await self._actor(event["user"], None)
+        actor = self._actor(event["user"], None)
         return MessagePosted(
             actor, channel, event.get("text") or "", event["ts"], event["thread_ts"]
         )
 
-    async def _handle(self, event: Incoming) -> list[Reply_]:
-        """One channel's events are handled in the order they were acknowledged: the acks
-        return at once, so without this a later ``/discuss results`` could overtake an answer."""
-        async with self._channel_locks[event.channel]:
-            return await self.dispatcher.handle(event)
-
-    async def _handle_and_tell(
-        self, event: Incoming, channel_id: str, user_id: str, *, thread_ts: str | None
+    async def _tell(
+        self, ticket: Ticket, channel_id: str, user_id: str, *, thread_ts: str | None
     ) -> None:
-        """Handle (answers are committed inside), then confirm to the person ephemerally."""
-        try:
-            replies = await self._handle(event)
-        except Exception:
-            log.exception("handling a Slack %s failed", type(event).__name__)
-            replies = [Reply("Sorry, saving that failed on our side; please try again.")]
-        for reply in replies:
+        """Process (answers are committed inside), then confirm to the person ephemerally."""
+        for reply in await self.ports.process(ticket):
             await self._ephemeral(channel_id, user_id, reply, thread_ts=thread_ts)
+        await self._learn_name(user_id, getattr(ticket.event, "actor", None))
 
     async def _ephemeral(
         self, channel_id: str, user_id: str, reply: Reply_ | str, *, thread_ts: str | None = None
@@ -342,31 +366,35 @@ class SlackAdapter:
             metrics.api_error(PLATFORM, _error(exc))
             log.warning("could not send an ephemeral reply in %s: %s", channel_id, _error(exc))
 
-    async def _actor(self, user_id: str, fallback: str | None) -> Actor:
-        admins = self.runtime.library.current.config.admins
+    def _actor(self, user_id: str, fallback: str | None) -> Actor:
+        """Who acted, with the name we know now: never a Web API call before the answer
+        is stored (``_learn_name`` corrects it afterwards)."""
+        admins = self.ports.library.current.config.admins
         return Actor(
             PLATFORM,
             user_id,
-            await self._display_name(user_id, fallback),
+            self._names.get(user_id) or fallback or user_id,
             is_admin=admins.allows(PLATFORM, user_id),
         )
 
-    async def _display_name(self, user_id: str, fallback: str | None) -> str:
-        """A name for digests without pinging anyone: profile name, cached per process."""
-        if user_id in self._names:
-            return self._names[user_id]
-        name = fallback or user_id
+    async def _learn_name(self, user_id: str, used: Any = None) -> None:
+        """A name for digests without pinging anyone (profile name), fetched once per
+        person and process after their first answer is stored, then corrected there."""
+        if self._names.get(user_id) is not None:
+            return
         try:
             user = (await self.client.users_info(user=user_id)).get("user") or {}
-            profile = user.get("profile") or {}
-            name = (
-                profile.get("display_name") or profile.get("real_name") or user.get("name") or name
-            )
         except (TimeoutError, SlackApiError, aiohttp.ClientError) as exc:
-            log.info("users.info failed (%s); using %s", type(exc).__name__, name)
-            return name
-        self._names[user_id] = name
-        return name
+            log.info("users.info failed (%s); keeping the name we have", type(exc).__name__)
+            return
+        profile = user.get("profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or user.get("name")
+        if not name:
+            return
+        self._names.put(user_id, name)
+        used_name = used.display_name if isinstance(used, Actor) else used
+        if name != used_name:  # stored under another name: correct it
+            await self.ports.rename(f"{PLATFORM}:{user_id}", name)
 
     # ---- Platform: posting --------------------------------------------------------------
 
@@ -384,13 +412,14 @@ class SlackAdapter:
             return Posted(message_ref=ts)
         if isinstance(message, Summary):
             fallback = blocks.escape(render.summary_text(message))[:3000]
-            for chunk in blocks.summary_messages(message):
+            for n, chunk in enumerate(blocks.summary_messages(message)):
                 await self._send_keyed(
                     channel_id,
                     text=fallback,
                     blocks_=chunk,
                     thread_ts=message.thread_ref,
                     broadcast=message.final and message.thread_ref is not None,
+                    key=f"{message.key}-{n}" if message.key else None,
                 )
                 fallback = "Digest (continued)"
             return None
@@ -400,6 +429,7 @@ class SlackAdapter:
                 text=blocks.escape(render.thread_post_text(message))[:3000],
                 blocks_=blocks.thread_post_blocks(message),
                 thread_ts=message.thread_ref,
+                key=message.key,
             )
             return None
         raise TypeError(f"cannot post {message!r}")
@@ -407,6 +437,17 @@ class SlackAdapter:
     async def find_post(self, channel: str, round_key: str) -> Posted | None:
         ts = await self._find_round(_channel_id(channel), round_key)
         return Posted(message_ref=ts) if ts else None
+
+    async def find_message(self, channel: str, key: str, thread_ref: str | None) -> bool:
+        """Did a post with this outbox key land (its metadata carries the key; a digest's
+        chunks carry ``key-0``, ``key-1`` …)? Asked before re-sending after a crash."""
+
+        def matches(message: dict) -> bool:
+            meta = message.get("metadata") or {}
+            found = str((meta.get("event_payload") or {}).get("post_key") or "")
+            return found == key or found.startswith(f"{key}-")
+
+        return bool(await self._search(_channel_id(channel), thread_ref, matches))
 
     async def _send_keyed(
         self,
@@ -416,8 +457,9 @@ class SlackAdapter:
         blocks_: list[dict],
         thread_ts: str | None,
         broadcast: bool = False,
+        key: str | None = None,
     ) -> str:
-        key = uuid.uuid4().hex
+        key = key or uuid.uuid4().hex  # the outbox row's key: the same on every retry
         extra = {"reply_broadcast": True} if broadcast else {}
         return await self._send(
             channel_id,
@@ -541,3 +583,27 @@ def _round_fallback(post: RoundPost) -> str:
     return blocks.escape(
         f"{post.prompt.title}: {len(post.prompt.questions)} questions — share your thoughts"
     )
+
+
+def _trigger_key(body: dict) -> str | None:
+    """Slash commands and view submissions carry no event id; Slack never redelivers
+    them, and each has its own ``trigger_id``. None: the inbox generates a key."""
+    trigger = body.get("trigger_id")
+    return f"{PLATFORM}:trigger:{trigger}" if trigger else None
+
+
+def _event_key(body: dict, incoming: Incoming) -> str | None:
+    """A thread reply is keyed by channel + ts (a redelivery with a new event id is still
+    the same message); edits and deletions by Slack's event id."""
+    if isinstance(incoming, MessagePosted):
+        return f"{incoming.channel}:{incoming.message_ref}"
+    event_id = body.get("event_id")
+    return f"{PLATFORM}:event:{event_id}" if event_id else None
+
+
+def _form_errors(view: dict, text: str) -> dict[str, str]:
+    """Show ``text`` on the form's first input (the form stays open)."""
+    for block in view.get("blocks") or []:
+        if block.get("type") == "input" and block.get("block_id"):
+            return {block["block_id"]: text[:150]}
+    return {}

@@ -1,0 +1,63 @@
+"""How Slack requests reach the core: stored before the ack, names looked up only after
+the answer is saved, one HTTP session for every Web API and response_url call."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.storage.models import InboxEntry
+from tests.slack.conftest import message_event
+
+
+async def test_an_answer_is_stored_and_confirmed_while_users_info_is_stuck(slack):
+    await slack.command("now")
+    await slack.settle()
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    gate = slack.fake.hold("users.info")  # a slow (or failing) profile lookup
+    slack.fake.names["UBOB"] = "Bob"
+    event = message_event("1: stored first", user="UBOB", ts="1800.1", thread_ts=round_.message_ref)
+    assert await slack.event(event, "Ev1") == 200
+    await slack.fake.wait_for(lambda: slack.fake.calls_to("chat.postEphemeral"))
+    [row] = await slack.runtime.store.responses(round_.id)
+    assert row.text == "stored first" and not gate.is_set()
+    gate.set()
+    await slack.settle()
+    [row] = await slack.runtime.store.responses(round_.id)
+    assert row.author_name == "Bob"  # corrected once the name was known
+    await slack.event(
+        message_event("2: again", user="UBOB", ts="1800.2", thread_ts=round_.message_ref), "Ev2"
+    )
+    await slack.settle()
+    assert [c["user"] for c in slack.fake.calls_to("users.info")].count("UBOB") == 1  # cached
+
+
+async def test_the_inbox_row_is_committed_before_the_ack(slack):
+    await slack.command("now")
+    await slack.settle()
+    gate = slack.fake.hold("chat.postEphemeral")  # processing cannot finish
+    assert await slack.command("answer 1 durable", user="UBOB") == 200
+    async with slack.runtime.store.session() as s:
+        rows = (await s.scalars(select(InboxEntry).order_by(InboxEntry.id))).all()
+    assert rows[-1].key.startswith("slack:trigger:") and rows[-1].payload["text"].endswith(
+        "durable"
+    )
+    gate.set()
+    await slack.settle()
+
+
+async def test_one_http_session_for_every_call(slack):
+    adapter = slack.adapter
+    assert adapter.client.session is adapter.http
+    assert adapter.post_client.session is adapter.http
+
+
+async def test_my_results_right_after_my_reply_include_it(slack):
+    await slack.command("now")
+    await slack.settle()
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    event = message_event("1: quick", user="UBOB", ts="1800.1", thread_ts=round_.message_ref)
+    assert await slack.event(event, "Ev1") == 200
+    assert await slack.command("results", user="UBOB") == 200  # before the reply is processed
+    await slack.settle()
+    [results] = [r for r in slack.fake.responses if "Results so far" in r.get("text", "")]
+    assert "1 person shared" in results["text"]
