@@ -16,7 +16,10 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 from collections import OrderedDict
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -38,6 +41,7 @@ from bot.core.events import (
     RoundPost,
     Summary,
     ThreadPost,
+    TypedAnswer,
 )
 from bot.core.inbox import NOT_SAVED
 from bot.core.ports import Ports
@@ -49,16 +53,38 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 TREE_HASH_KEY = "discord.command_tree_hash"
-MODAL_INPUTS = 5  # Discord's limit of inputs per modal
+MODAL_SLOTS = 5  # top-level components per modal (Label, TextDisplay)
 THREAD_EXISTS = 160004  # Discord's error code: this message already has a thread
-MESSAGE_LIMIT = 2000
-EMBED_LIMIT = 4000  # below Discord's 4096 to leave room for escaping
+MISSING_ACCESS, MISSING_PERMISSIONS, UNKNOWN_CHANNEL = 50001, 50013, 10003
+# Discord's limits (Message resource → Embed limits; Create Message → content)
+MESSAGE_LIMIT = 2000  # characters of content per message
+TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
+FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT, FIELDS_PER_EMBED = 256, 1024, 25
+EMBEDS_TOTAL = 6000  # characters across all embeds of one message
+EMBEDS_PER_MESSAGE = 10
+# Modal components (Components reference → Label, Text Display, Text Input)
+LABEL_LIMIT, LABEL_DESCRIPTION_LIMIT, TEXT_DISPLAY_LIMIT, MODAL_TITLE_LIMIT = 45, 100, 4000, 45
+ANSWER_LIMIT = 4000  # a Text Input's max_length
+# Threads that carry no thread: answers' re-posts and the digest go to the channel, as
+# replies to the round's message. Stored as the round's thread_ref, so the round is never
+# recorded with its message id as a thread (which would send them to /channels/<msg id>).
+REPLY_PREFIX = "reply:"
+POINTED_MEMORY = 4096  # (thread, person) pairs told once that their reply cannot be read
 NO_MENTIONS = discord.AllowedMentions.none()
 # Message Content is the only privileged intent we may ask for; Discord closes with 4014
 # when it is requested but not switched on in the Developer Portal.
 PORTAL_SWITCH = (
     "Developer Portal → your application → Bot → Privileged Gateway Intents → "
     "MESSAGE CONTENT INTENT"
+)
+BUTTON_HINT = "Or press “Share your thoughts” under the round's message to answer in a form."
+FAILED = (
+    "Sorry, something went wrong on our side, so this was not done and nothing was saved. "
+    "Please try again in a minute; if it keeps failing, tell an admin (the bot's log says why)."
+)
+NOT_SHOWN = (
+    "That was done, but showing the result failed. `/discuss results` shows the answers "
+    "saved so far."
 )
 
 
@@ -101,15 +127,33 @@ def escape(text: str) -> str:
     return discord.utils.escape_markdown(text, as_needed=False)
 
 
+def _safe_cut(text: str, cut: int) -> int:
+    """Move ``cut`` left until the part before it does not end inside an escape (``\\x``)."""
+    while cut > 1:
+        run = len(text[:cut]) - len(text[:cut].rstrip("\\"))
+        if run % 2 == 0:
+            break
+        cut -= 1
+    return cut
+
+
 def chunks(text: str, limit: int) -> list[str]:
-    """Split long text on line breaks where possible, never losing a character."""
+    """Split long text at paragraph, line or word breaks, never losing a character and
+    never ending a part on the lone backslash of an escape sequence."""
     out: list[str] = []
     while len(text) > limit:
-        cut = text.rfind("\n", 0, limit)
+        cut = -1
+        for sep in ("\n\n", "\n", " "):
+            found = text.rfind(sep, 0, limit + 1)
+            if found > limit // 2:
+                cut = found
+                break
         if cut <= 0:
             cut = limit
-        out.append(text[:cut])
-        text = text[cut:].lstrip("\n")
+        cut = _safe_cut(text, cut)
+        out.append(text[:cut].rstrip("\n"))
+        rest = text[cut:]
+        text = rest[1:] if rest[:1] == " " else rest.lstrip("\n")
     if text or not out:
         out.append(text)
     return out
@@ -122,23 +166,79 @@ def _shorten(text: str, limit: int) -> str:
 # ---- rendering ----------------------------------------------------------------------------
 
 
-def round_embed(post: RoundPost) -> discord.Embed:
+def how_to_answer(reads_replies: bool, anonymous_allowed: bool, questions: int = 2) -> str:
+    """The round's instructions: never invite an answer the bot cannot read."""
+    if reads_replies:
+        numbering = " (start with `2:` to answer question 2)" if questions > 1 else ""
+        text = (
+            f"Reply in this message's thread{numbering}, press **Share your thoughts**, "
+            "or use `/discuss answer`."
+        )
+    else:
+        text = (
+            "Press **Share your thoughts** below or use `/discuss answer` to answer; "
+            "the bot does not read replies in the thread, so they are not collected."
+        )
+    if anonymous_allowed:
+        text += " You can choose to answer anonymously."
+    return text
+
+
+class _Packer:
+    """Fills embeds and messages in order, each within Discord's embed limits."""
+
+    def __init__(self, reserve: int):
+        self.messages: list[list[discord.Embed]] = [[]]
+        self.reserve = reserve  # kept free in the first message (its footer)
+
+    def room(self) -> int:
+        used = sum(len(e) for e in self.messages[-1])
+        return EMBEDS_TOTAL - used - (self.reserve if len(self.messages) == 1 else 0)
+
+    def new_embed(self, size: int) -> discord.Embed:
+        full = len(self.messages[-1]) >= EMBEDS_PER_MESSAGE or self.room() < size
+        if full and self.messages[-1]:
+            self.messages.append([])
+        embed = discord.Embed(colour=discord.Colour.blurple())
+        self.messages[-1].append(embed)
+        return embed
+
+    def field(self, name: str, value: str) -> None:
+        current = self.messages[-1][-1] if self.messages[-1] else None
+        size = len(name) + len(value)
+        if current is None or len(current.fields) >= FIELDS_PER_EMBED or self.room() < size:
+            current = self.new_embed(size)
+        current.add_field(name=name, value=value, inline=False)
+
+
+def round_messages(post: RoundPost, reads_replies: bool = True) -> list[list[discord.Embed]]:
+    """A round as one or more messages of embeds: the summary in descriptions, one field
+    per question (a question longer than a field continues in the next), the instructions
+    last; nothing is cut, and every message stays within Discord's limits."""
     prompt = post.prompt
-    lines = [escape(prompt.summary), "", "**Questions**"]
-    lines += [f"**{i}.** {escape(text)}" for i, (text, _) in enumerate(prompt.questions, 1)]
-    lines += ["", "Reply in the thread (start with `2:` to answer question 2) or press a button."]
-    title = ("Preview: " if post.preview else "") + prompt.title
-    embed = discord.Embed(
-        title=_shorten(title, 256),
-        url=prompt.url,
-        description=_shorten("\n".join(lines), EMBED_LIMIT),
-        colour=discord.Colour.blurple(),
+    title = _shorten(("Preview: " if post.preview else "") + prompt.title, TITLE_LIMIT)
+    # the head embed (title, a full description, footer) must fit in 6,000 characters
+    footer = _shorten(
+        f"Source: {prompt.source}", EMBEDS_TOTAL - DESCRIPTION_LIMIT - TITLE_LIMIT - 64
     )
-    footer = f"Source: {prompt.source}"
     if not post.preview:
         footer += f" · {post.round_key}"  # lets find_post recognise the round after a crash
-    embed.set_footer(text=_shorten(footer, 2048))
-    return embed
+    packer = _Packer(reserve=len(footer))
+    parts = chunks(escape(prompt.summary), DESCRIPTION_LIMIT) if prompt.summary else []
+    head = packer.new_embed(len(title) + (len(parts[0]) if parts else 0))
+    head.title, head.url = title, prompt.url
+    if parts:
+        head.description = parts[0]
+    for part in parts[1:]:
+        packer.new_embed(len(part)).description = part
+    for i, (text, _) in enumerate(prompt.questions, 1):
+        for j, piece in enumerate(chunks(escape(text), FIELD_VALUE_LIMIT)):
+            packer.field(f"Question {i}" + (" (continued)" if j else ""), piece)
+    packer.field(
+        "How to answer", how_to_answer(reads_replies, post.anonymous_allowed, len(prompt.questions))
+    )
+    packer.messages[0][-1].set_footer(text=footer)
+    return packer.messages
 
 
 def summary_texts(summary: Summary) -> list[str]:
@@ -173,10 +273,12 @@ class AnswerButton(
     discord.ui.DynamicItem[discord.ui.Button],
     template=r"rt:answer:(?P<round_id>[0-9]+)(?P<anon>:anon)?",
 ):
-    """The persistent "Share your thoughts" / "Share anonymously" buttons.
+    """The persistent "Share your thoughts" button.
 
     The round id lives in the ``custom_id``, so a button on a round posted before a
-    restart still works: nothing about it is kept in memory.
+    restart still works: nothing about it is kept in memory. Rounds posted before the
+    form had its "anonymously" checkbox carry a second button (``…:anon``); it still
+    opens the form, with the checkbox ticked.
     """
 
     def __init__(self, round_id: int, anonymous: bool = False):
@@ -198,67 +300,151 @@ class AnswerButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         adapter: DiscordAdapter = interaction.client.adapter  # type: ignore[attr-defined]
-        await adapter.open_form(interaction, self.round_id, self.anonymous)
+        await adapter.guarded(
+            interaction, adapter.open_form(interaction, self.round_id, self.anonymous)
+        )
 
 
 def round_view(post: RoundPost) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
     view.add_item(AnswerButton(post.round_id))
-    if post.anonymous_allowed:
-        view.add_item(AnswerButton(post.round_id, anonymous=True))
     return view
 
 
-def form_inputs(questions: tuple[tuple[str, str], ...]) -> list[tuple[str, str, str]]:
-    """(custom_id, label, placeholder) per modal input.
+@dataclass(frozen=True)
+class FormInput:
+    """One text box of the form: the questions it answers, its label and description."""
 
-    Up to five questions get one input each. With more, questions 1–4 get their own input
-    and the fifth input collects the rest: "6: …" answers question 6, unnumbered text
-    goes to question 5.
+    custom_id: str
+    numbers: tuple[int, ...]
+    label: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FormLayout:
+    """What the form shows: the questions in full (when a label cannot hold them), the
+    text boxes, and whether it offers the "anonymously" checkbox."""
+
+    questions_text: tuple[str, ...]
+    inputs: tuple[FormInput, ...]
+    anonymous_box: bool
+
+
+def form_layout(questions: tuple[tuple[str, str], ...], anonymous_allowed: bool) -> FormLayout:
+    """Fit the questions into a modal's five components, showing each question in full.
+
+    Short questions (and up to five components in all) get a labelled box each, the
+    question as the label's description. Otherwise a Text Display lists every question
+    in full first; questions then get a box each while boxes remain, and the last box
+    takes the rest, each answer starting with its question's number.
     """
-    fields: list[tuple[str, str, str]] = []
-    own = questions if len(questions) <= MODAL_INPUTS else questions[: MODAL_INPUTS - 1]
-    for i, (text, _) in enumerate(own, 1):
-        fields.append((f"q{i}", _shorten(f"{i}. {text}", 45), _shorten(text, 100)))
-    if len(questions) > MODAL_INPUTS:
-        first, last = MODAL_INPUTS, len(questions)
-        fields.append(
-            (
+    n = len(questions)
+    checkbox = 1 if anonymous_allowed else 0
+    texts = [text for text, _ in questions]
+    listed: list[str] = []
+    fits = all(len(t) <= LABEL_DESCRIPTION_LIMIT for t in texts)
+    if not fits or n + checkbox > MODAL_SLOTS:
+        lines = "\n".join(f"**{i}.** {escape(t)}" for i, t in enumerate(texts, 1))
+        listed = chunks(lines, TEXT_DISPLAY_LIMIT)[: MODAL_SLOTS - checkbox - 1]
+    boxes = max(1, MODAL_SLOTS - checkbox - len(listed))
+    inputs: list[FormInput] = []
+    own = n if n <= boxes else boxes - 1
+    for i in range(1, own + 1):
+        # in full, or (when listed in full above) its beginning, to tell the boxes apart
+        description = _shorten(texts[i - 1], LABEL_DESCRIPTION_LIMIT)
+        inputs.append(FormInput(f"q{i}", (i,), f"Question {i}", description))
+    if own < n:
+        first = own + 1
+        inputs.append(
+            FormInput(
                 "rest",
-                f"Questions {first}–{last}",
-                _shorten(f'Start with the number, e.g. "{last}: …"; unnumbered = {first}', 100),
+                tuple(range(first, n + 1)),
+                f"Questions {first}–{n}",
+                _shorten(
+                    f'Start each answer on a new line with its number, e.g. "{n}: …"; '
+                    f"text before any number answers {first}",
+                    LABEL_DESCRIPTION_LIMIT,
+                ),
             )
         )
-    return fields
+    return FormLayout(tuple(listed), tuple(inputs), bool(checkbox))
 
 
-def parse_form(components: list[dict], n_questions: int) -> dict[int, str]:
-    """Submitted modal components → answers keyed by question number."""
-    values: dict[str, str] = {}
+def form_items(layout: FormLayout, anonymous: bool) -> list[discord.ui.Item]:
+    """The modal's components (discord.py 2.6+: Label, TextDisplay; 2.7: Checkbox)."""
+    items: list[discord.ui.Item] = [discord.ui.TextDisplay(text) for text in layout.questions_text]
+    for box in layout.inputs:
+        field = discord.ui.TextInput(
+            custom_id=box.custom_id,
+            style=discord.TextStyle.paragraph,
+            required=False,
+            max_length=ANSWER_LIMIT,
+        )
+        items.append(discord.ui.Label(text=box.label, description=box.description, component=field))
+    if layout.anonymous_box:
+        items.append(
+            discord.ui.Label(
+                text="Share anonymously",
+                description="Your name is not stored with these answers; nobody can see it was you.",
+                component=discord.ui.Checkbox(custom_id="anonymous", default=anonymous),
+            )
+        )
+    return items
+
+
+def split_rest(text: str, first: int, last: int) -> dict[int, str]:
+    """The shared box: a line starting with "N:" (first ≤ N ≤ last) starts the answer to
+    question N; every other line, blank lines and paragraphs included, stays with the
+    answer above it (text before any number answers ``first``)."""
+    parts: dict[int, list[str]] = {}
+    current = first
+    for line in text.split("\n"):
+        number, rest = core_commands.split_numbered(line)
+        if number is not None and first <= number <= last:
+            current = number
+            if parts.get(current):
+                parts[current].append("")
+            parts.setdefault(current, []).append(rest)
+        else:
+            parts.setdefault(current, []).append(line)
+    joined = {n: "\n".join(lines).strip() for n, lines in parts.items()}
+    return {n: t for n, t in sorted(joined.items()) if t}
+
+
+def parse_form(components: list[dict], n_questions: int) -> tuple[dict[int, str], bool | None]:
+    """Submitted modal components → (answers keyed by question number, the checkbox).
+
+    The checkbox is None when the form had none. Accepts Label-wrapped inputs and the
+    older Action Rows alike (a form opened before an upgrade is still saved).
+    """
+    values: dict[str, Any] = {}
 
     def walk(items: list[dict]) -> None:
         for item in items:
             if "components" in item:
                 walk(item["components"])
-            elif "component" in item:  # a Label wrapper (type 18)
+            elif "component" in item:  # a Label (type 18)
                 walk([item["component"]])
             elif "custom_id" in item:
-                values[item["custom_id"]] = item.get("value") or ""
+                values[item["custom_id"]] = item.get("value")
 
     walk(components)
     answers: dict[int, str] = {}
     for key, value in values.items():
-        if key.startswith("q") and key[1:].isdigit() and value.strip():
+        if key.startswith("q") and key[1:].isdigit() and isinstance(value, str) and value.strip():
             answers[int(key[1:])] = value
-    rest = values.get("rest", "").strip()
-    if rest:
-        for part in rest.split("\n\n"):
-            number, text = core_commands.split_numbered(part)
-            if number is None or not MODAL_INPUTS <= number <= n_questions:
-                number, text = MODAL_INPUTS, part.strip()
-            if text:
-                answers[number] = (answers[number] + "\n\n" + text) if number in answers else text
-    return answers
+    rest = values.get("rest")
+    if isinstance(rest, str) and rest.strip():
+        # the shared box takes the questions after the last box of their own
+        first = (
+            max((int(k[1:]) for k in values if k.startswith("q") and k[1:].isdigit()), default=0)
+            + 1
+        )
+        for number, text in split_rest(rest, first, n_questions).items():
+            answers[number] = (answers[number] + "\n\n" + text) if number in answers else text
+    anonymous = values.get("anonymous")
+    return answers, (bool(anonymous) if anonymous is not None else None)
 
 
 def member_role_ids(user: discord.abc.User) -> tuple[str, ...]:
@@ -286,13 +472,15 @@ def member_role_ids(user: discord.abc.User) -> tuple[str, ...]:
 # ---- the client ---------------------------------------------------------------------------
 
 
-def make_intents(read_thread_replies: bool) -> discord.Intents:
-    """Non-privileged intents, plus Message Content only when thread replies are read."""
-    intents = discord.Intents.default()
-    intents.typing = False
-    intents.presences = False
-    intents.members = False
-    intents.message_content = read_thread_replies
+def make_intents(read_thread_replies: bool, *, message_content: bool = True) -> discord.Intents:
+    """Only what is used: GUILDS (channels, threads); thread replies need GUILD_MESSAGES,
+    and their text the privileged MESSAGE_CONTENT. On a large server every message is a
+    gateway event with GUILD_MESSAGES, so it is asked for only when replies are read."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    if read_thread_replies:
+        intents.guild_messages = True
+        intents.message_content = message_content
     return intents
 
 
@@ -311,6 +499,7 @@ class RoundtableClient(discord.Client):
         self.adapter = adapter
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(build_discuss_group(adapter))
+        self.tree.on_error = adapter.on_tree_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(AnswerButton)
@@ -329,13 +518,28 @@ class RoundtableClient(discord.Client):
         if interaction.type is discord.InteractionType.modal_submit:
             custom_id = (interaction.data or {}).get("custom_id", "")
             if custom_id.startswith("rt:form:"):
-                await self.adapter.on_form_submit(interaction, custom_id)
+                await self.adapter.guarded(
+                    interaction, self.adapter.on_form_submit(interaction, custom_id)
+                )
+
+
+class DiscussGroup(app_commands.Group):
+    """``/discuss``, registered with ``contexts`` (guilds only) and ``integration_types``
+    (installed on a server), without the deprecated ``dm_permission`` discord.py adds."""
+
+    def to_dict(self, tree: app_commands.CommandTree) -> dict[str, Any]:  # type: ignore[override]
+        payload = super().to_dict(tree)
+        payload.pop("dm_permission", None)
+        return payload
 
 
 def build_discuss_group(adapter: DiscordAdapter) -> app_commands.Group:
     """``/discuss <subcommand>``: each one becomes the core's command text."""
-    group = app_commands.Group(
-        name="discuss", description="Roundtable: recurring discussions", guild_only=True
+    group = DiscussGroup(
+        name="discuss",
+        description="Roundtable: recurring discussions",
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        allowed_installs=app_commands.AppInstallationType(guild=True),
     )
 
     async def prompt_ids(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -365,7 +569,7 @@ def build_discuss_group(adapter: DiscordAdapter) -> app_commands.Group:
     async def preview(interaction: discord.Interaction, prompt_id: str | None = None) -> None:
         await adapter.run_command(interaction, f"preview {prompt_id}" if prompt_id else "preview")
 
-    @group.command(name="answer", description="Answer the open round")
+    @group.command(name="answer", description="Answer the open round here")
     @app_commands.describe(
         text="Your answer",
         question="Which question (number)",
@@ -373,25 +577,58 @@ def build_discuss_group(adapter: DiscordAdapter) -> app_commands.Group:
     )
     async def answer(
         interaction: discord.Interaction,
-        text: app_commands.Range[str, 1, 4000],
+        text: app_commands.Range[str, 1, ANSWER_LIMIT],
         question: app_commands.Range[int, 1, 50] | None = None,
         anonymous: bool = False,
     ) -> None:
-        head = (
-            "answer" + (f" {question}" if question else "") + (" --anonymous" if anonymous else "")
-        )
-        await adapter.run_command(interaction, f"{head} {text}")
+        # the typed options are the answer: the text is never re-parsed as a command
+        await adapter.run_command(interaction, "answer", TypedAnswer(text, question, anonymous))
 
     return group
 
 
 def tree_hash(client: RoundtableClient, guild_ids: list[int]) -> str:
+    """What we register and where: the commands, the scope and the application."""
     payload = {
         "commands": [c.to_dict(client.tree) for c in client.tree.get_commands()],
-        "guilds": sorted(guild_ids),
+        "scope": sorted(guild_ids) or "global",
         "application": client.application_id,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+_COMMAND_KEYS = ("name", "description", "type", "options", "default_member_permissions", "nsfw")
+_OPTION_KEYS = (
+    "name", "description", "type", "required", "autocomplete", "choices", "options",
+    "min_value", "max_value", "min_length", "max_length", "channel_types",
+)  # fmt: skip
+
+
+def _comparable(commands: list[dict], *, global_scope: bool) -> list[dict]:
+    """Commands as Discord reports them or as we send them, reduced to what we set, with
+    Discord's defaults filled in, so the two compare equal when nothing changed."""
+
+    def option(o: dict) -> dict:
+        out = {k: o.get(k) for k in _OPTION_KEYS}
+        out["required"] = bool(out["required"])
+        out["autocomplete"] = bool(out["autocomplete"])
+        out["options"] = [option(x) for x in o.get("options") or []]
+        out["choices"] = o.get("choices") or []
+        return {k: v for k, v in out.items() if v not in (None, [])}
+
+    result = []
+    for c in commands:
+        out = {k: c.get(k) for k in _COMMAND_KEYS}
+        out["type"] = out["type"] or 1
+        out["nsfw"] = bool(out["nsfw"])
+        perms = out["default_member_permissions"]
+        out["default_member_permissions"] = None if perms is None else str(perms)
+        out["options"] = [option(x) for x in c.get("options") or []]
+        if global_scope:  # Discord keeps contexts and installs for global commands only
+            out["contexts"] = sorted(c.get("contexts") or [])
+            out["integration_types"] = sorted(c.get("integration_types") or [])
+        result.append(out)
+    return sorted(result, key=lambda c: c["name"])
 
 
 # ---- the adapter --------------------------------------------------------------------------
@@ -409,6 +646,13 @@ class DiscordAdapter:
         self.settings: DiscordSettings = self.ports.library.current.config.discord
         self.client: RoundtableClient | None = None
         self._parents: OrderedDict[int, int | None] = OrderedDict()  # thread → parent (LRU)
+        # Whether thread replies are read: configured, and the intent granted. Rounds say
+        # so, and a reply that cannot be read is pointed to the button instead.
+        self.reads_replies: bool = self.settings.read_thread_replies
+        # (thread, person) already told that their reply cannot be read. In memory and
+        # bounded: after a restart, or once 4,096 newer pairs pushed it out, a person may
+        # be told a second time, never more often than that.
+        self._pointed: OrderedDict[tuple[int, int], None] = OrderedDict()
 
     # ---- running ------------------------------------------------------------------------
 
@@ -420,39 +664,65 @@ class DiscordAdapter:
         configure_endpoints(self.settings)
         self.ports.register(self)
         read_replies = self.settings.read_thread_replies
+        content = True
         while True:
-            client = self.client = RoundtableClient(self, intents=make_intents(read_replies))
+            self.reads_replies = read_replies and content
+            intents = make_intents(read_replies, message_content=content)
+            client = self.client = RoundtableClient(self, intents=intents)
             try:
                 async with client:
                     await client.start(token)
                 return
             except discord.PrivilegedIntentsRequired:
-                if not read_replies:
+                if not (read_replies and content):
                     raise
                 log.error(
                     "discord.read_thread_replies is on, but the Message Content intent is not "
                     "granted. Switch on %s, or set read_thread_replies: false. Continuing "
-                    "without reading thread replies (slash commands and buttons still work).",
+                    "without reading thread replies: new rounds ask for answers by button and "
+                    "/discuss answer, and a thread reply gets a pointer to them.",
                     PORTAL_SWITCH,
                 )
-                read_replies = False
+                content = False
 
     async def sync_commands(self, client: RoundtableClient) -> None:
-        """Sync ``/discuss`` only when the tree changed since the last sync (rate limits)."""
-        guild_ids = list(self.settings.guild_ids)
-        digest = tree_hash(client, guild_ids)
-        if await self.ports.get_value(TREE_HASH_KEY) == digest:
-            log.info("discord: command tree unchanged; not syncing")
-            return
-        if guild_ids:
-            for guild_id in guild_ids:
-                guild = discord.Object(id=guild_id)
-                client.tree.copy_global_to(guild=guild)
-                await client.tree.sync(guild=guild)
+        """Register ``/discuss`` exactly in the configured scope and remove it elsewhere.
+
+        Compares what Discord reports with what we would register, per scope, so a change
+        made on Discord's side (or a sync that failed halfway) is noticed; only a scope that
+        differs is written (bulk overwrite has a daily limit). The stored record keeps the
+        hash (commands + scope) and the guilds we registered in, so leaving a guild's scope
+        removes the commands there.
+        """
+        app_id = client.application_id
+        assert app_id is not None
+        guild_ids = sorted(set(self.settings.guild_ids))
+        local = [c.to_dict(client.tree) for c in client.tree.get_commands()]
+        record = _load_record(await self.ports.get_value(TREE_HASH_KEY))
+        http = client.http
+        written: list[str] = []
+        remote = await http.get_global_commands(app_id)
+        wanted = [] if guild_ids else local
+        if _comparable(remote, global_scope=True) != _comparable(wanted, global_scope=True):
+            await http.bulk_upsert_global_commands(app_id, payload=wanted)
+            written.append("global" if wanted else "global (removed)")
+        for guild_id in sorted(set(guild_ids) | set(record["guilds"])):
+            wanted = local if guild_id in guild_ids else []
+            try:
+                remote = await http.get_guild_commands(app_id, guild_id)
+            except (discord.Forbidden, discord.NotFound) as exc:
+                # 50001: the app is not (or no longer) in that server
+                log.error("discord: cannot register /discuss in server %s: %s", guild_id, exc)
+                continue
+            if _comparable(remote, global_scope=False) != _comparable(wanted, global_scope=False):
+                await http.bulk_upsert_guild_commands(app_id, guild_id, payload=wanted)
+                written.append(f"server {guild_id}" + ("" if wanted else " (removed)"))
+        value = json.dumps({"hash": tree_hash(client, guild_ids), "guilds": guild_ids})
+        await self.ports.set_value(TREE_HASH_KEY, value)
+        if written:
+            log.info("discord: synced /discuss: %s", ", ".join(written))
         else:
-            await client.tree.sync()
-        await self.ports.set_value(TREE_HASH_KEY, digest)
-        log.info("discord: synced /discuss to %s", guild_ids or "all servers (global)")
+            log.info("discord: /discuss is registered as configured; not syncing")
 
     # ---- translating in -----------------------------------------------------------------
 
@@ -492,6 +762,35 @@ class DiscordAdapter:
             return f"{PLATFORM}:{channel.parent_id}"
         return f"{PLATFORM}:{interaction.channel_id}"
 
+    async def guarded(self, interaction: discord.Interaction, work: Awaitable[None]) -> None:
+        """Run an interaction's work; whatever fails, the person is told what happened
+        (never left looking at "thinking…")."""
+        try:
+            await work
+        except Exception as exc:  # a bug or an outage: log it, and say so
+            log.exception("discord: handling an interaction failed")
+            await self.tell_failure(interaction, exc)
+
+    async def tell_failure(self, interaction: discord.Interaction, exc: BaseException) -> None:
+        text = NOT_SHOWN if isinstance(exc, _ShowFailed) else FAILED
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            else:
+                await interaction.response.send_message(
+                    text, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+        except discord.HTTPException:
+            log.exception("discord: could not tell the person that their interaction failed")
+
+    async def on_tree_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """The command tree's errors (a failed check or conversion, or a command that
+        raised): logged, and the person told."""
+        log.error("discord: /discuss failed: %s", error, exc_info=error)
+        await self.tell_failure(interaction, getattr(error, "original", error))
+
     async def _accept(self, interaction: discord.Interaction, key: str, event) -> Any:
         """Store the event before acknowledging the interaction (the defer is the ack);
         None when it could not be stored (the person is told so)."""
@@ -501,8 +800,12 @@ class DiscordAdapter:
             await interaction.response.send_message(NOT_SAVED, ephemeral=True)
             return None
 
-    async def run_command(self, interaction: discord.Interaction, text: str) -> None:
-        event = CommandInvoked(self.actor(interaction.user), self.channel_of(interaction), text)
+    async def run_command(
+        self, interaction: discord.Interaction, text: str, answer: TypedAnswer | None = None
+    ) -> None:
+        event = CommandInvoked(
+            self.actor(interaction.user), self.channel_of(interaction), text, answer=answer
+        )
         ticket = await self._accept(interaction, f"{PLATFORM}:interaction:{interaction.id}", event)
         if ticket is None:
             return
@@ -523,23 +826,14 @@ class DiscordAdapter:
                 "Anonymous answers are turned off for this round.", ephemeral=True
             )
             return
-        title = ("Share anonymously: " if anon else "Share: ") + round_.title
         modal = discord.ui.Modal(
-            title=_shorten(title, 45),
-            custom_id=f"rt:form:{round_id}" + (":anon" if anon else ""),
+            title=_shorten("Share: " + round_.title, MODAL_TITLE_LIMIT),
+            custom_id=f"rt:form:{round_id}",
         )
         questions = tuple((q, "") for q in round_.questions)
-        for custom_id, label, placeholder in form_inputs(questions):
-            modal.add_item(
-                discord.ui.TextInput(
-                    label=label,
-                    custom_id=custom_id,
-                    placeholder=placeholder,
-                    style=discord.TextStyle.paragraph,
-                    required=False,
-                    max_length=4000,
-                )
-            )
+        layout = form_layout(questions, round_.anonymous_allowed)
+        for item in form_items(layout, anon):
+            modal.add_item(item)
         # Submits are handled from the custom_id (on_interaction), not by this object, so a
         # form opened before a restart is still saved: keep it out of discord.py's store.
         modal.stop()
@@ -548,12 +842,15 @@ class DiscordAdapter:
 
     async def on_form_submit(self, interaction: discord.Interaction, custom_id: str) -> None:
         parts = custom_id.split(":")
-        round_id, anonymous = int(parts[2]), parts[-1] == "anon"
+        round_id, old_anon_form = int(parts[2]), parts[-1] == "anon"
         round_ = await self.ports.round_info(round_id)
         if round_ is None:
             await interaction.response.send_message("That round no longer exists.", ephemeral=True)
             return
-        answers = parse_form((interaction.data or {}).get("components", []), len(round_.questions))
+        answers, checkbox = parse_form(
+            (interaction.data or {}).get("components", []), len(round_.questions)
+        )
+        anonymous = old_anon_form or bool(checkbox)
         event = FormSubmitted(
             self.actor(interaction.user), round_.channel, round_id, answers, anonymous
         )
@@ -569,15 +866,32 @@ class DiscordAdapter:
             return
         if not isinstance(message.channel, discord.Thread) or not message.channel.parent_id:
             return  # only replies in a round's thread can be answers
-        if not message.content.strip():
-            return  # no Message Content intent (or an attachment only): nothing to store
         self._remember(message.channel.id, message.channel.parent_id)
+        readable = bool(message.content.strip())
+        if not readable and self.reads_replies:
+            return  # an attachment or a sticker only: nothing to store
+        key = (message.channel.id, message.author.id)
+        if not readable:
+            if key in self._pointed:
+                self._pointed.move_to_end(key)
+                return  # told once already in this round
+            # reserved before awaiting: replies are handled concurrently, and a quick
+            # second reply must not earn a second pointer
+            self._pointed[key] = None
+            while len(self._pointed) > POINTED_MEMORY:
+                self._pointed.popitem(last=False)
+        text = message.content
+        if self.client is not None and self.client.user is not None:
+            # "@Roundtable 2: …" — Discord shows the text of a mention even without the
+            # intent; the mention itself is no part of the answer
+            text = re.sub(rf"^\s*<@!?{self.client.user.id}>\s*", "", text)
         event = MessagePosted(
             self.actor(message.author),
             f"{PLATFORM}:{message.channel.parent_id}",
-            message.content,
+            text,
             message_ref=str(message.id),
             thread_ref=str(message.channel.id),
+            readable=readable,
         )
         try:  # keyed by the message id: a gateway replay stores it once
             ticket = await self.ports.accept(f"{PLATFORM}:message:{message.id}", event)
@@ -587,13 +901,20 @@ class DiscordAdapter:
         replies = await self.ports.process(ticket)
         # A saved thread reply is visible in the thread already; say only what went wrong.
         problems = [r for r in replies if isinstance(r, Reply) and not r.confirms_save]
+        if not readable and not problems:
+            self._pointed.pop(key, None)  # no open round's thread: nothing was said
         for reply in problems:
-            await message.reply(reply.text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            try:
+                await message.reply(reply.text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:  # e.g. no Send Messages in Threads
+                log.warning("discord: could not reply in thread %s: %s", message.channel.id, exc)
 
     async def on_raw_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         content = payload.data.get("content")
         if content is None or payload.data.get("author", {}).get("bot"):
             return  # embed unfurls and our own messages are no answers
+        if not content.strip() and not self.reads_replies:
+            return  # the text is withheld without the intent: never blank a stored answer
         parent = await self.parent_of(payload.channel_id)
         if parent is None:
             return
@@ -620,75 +941,152 @@ class DiscordAdapter:
         """Follow up on a deferred interaction, ephemerally, without pinging anyone."""
         if not replies:
             replies = [Reply("Done.")]
-        for reply in replies:
-            send = interaction.followup.send
-            if isinstance(reply, Reply):
-                for text in chunks(reply.text, MESSAGE_LIMIT):
-                    await send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-            elif isinstance(reply, Summary):
-                for text in summary_texts(reply):
-                    await send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-            else:
-                await send(embed=round_embed(reply), ephemeral=True, allowed_mentions=NO_MENTIONS)
+        try:
+            for reply in replies:
+                send = interaction.followup.send
+                if isinstance(reply, Reply):
+                    text = reply.text
+                    if not self.reads_replies:  # never invite answers the bot cannot read
+                        text = text.replace(core_commands.THREAD_HINT, BUTTON_HINT)
+                    for part in chunks(text, MESSAGE_LIMIT):
+                        await send(part, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                elif isinstance(reply, Summary):
+                    for text in summary_texts(reply):
+                        await send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                else:
+                    for embeds in round_messages(reply, self.reads_replies):
+                        await send(embeds=embeds, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        except Exception as exc:
+            raise _ShowFailed from exc
 
     async def _messageable(self, channel_id: int) -> discord.abc.Messageable:
         assert self.client is not None
         channel = self.client.get_channel(channel_id)
         if channel is None:
-            try:
-                channel = await self.client.fetch_channel(channel_id)
-            except (discord.Forbidden, discord.NotFound) as exc:
-                metrics.api_error(PLATFORM, exc.code or exc.status)
-                raise PostFailed(_refusal(exc)) from exc
+            channel = await self.client.fetch_channel(channel_id)
         return channel  # type: ignore[return-value]
 
     async def post(self, message: ChannelPost) -> Posted | None:
+        """Post into the round's channel or thread; ``PostFailed`` when Discord refuses for
+        good (403 Missing Access / Permissions, 404 Unknown Channel, 400 invalid body)."""
         channel_id = int(message.channel.split(":", 1)[1])
         try:
             if isinstance(message, RoundPost):
                 return await self._post_round(channel_id, message)
-            target = int(message.thread_ref) if message.thread_ref else channel_id
             texts = (
                 summary_texts(message)
                 if isinstance(message, Summary)
                 else thread_post_texts(message)
             )
-            channel = await self._messageable(target)
-            for n, text in enumerate(texts):
-                # the outbox row's key as nonce (≤ 25 characters), per chunk
-                nonce = f"{message.key[:22]}-{n}" if message.key else None
-                await channel.send(text, allowed_mentions=NO_MENTIONS, nonce=nonce)
+            await self._post_texts(channel_id, message.thread_ref, texts, message.key)
             return None
-        except (discord.Forbidden, discord.NotFound) as exc:
+        except discord.HTTPException as exc:
             metrics.api_error(PLATFORM, exc.code or exc.status)
-            raise PostFailed(_refusal(exc)) from exc
-        except discord.HTTPException as exc:  # transient (5xx): the dispatcher retries later
-            metrics.api_error(PLATFORM, exc.code or exc.status)
-            raise
+            if exc.status in (400, 403, 404):
+                raise PostFailed(_refusal(exc)) from exc
+            raise  # 5xx after discord.py's own retries, or a cut connection: transient
+
+    async def _post_texts(
+        self, channel_id: int, thread_ref: str | None, texts: list[str], key: str | None
+    ) -> None:
+        reply_to: int | None = None
+        if thread_ref and thread_ref.startswith(REPLY_PREFIX):
+            target, reply_to = channel_id, int(thread_ref[len(REPLY_PREFIX) :])
+        else:
+            target = int(thread_ref) if thread_ref else channel_id
+        try:
+            await self._send_texts(target, texts, reply_to, key)
+        except discord.NotFound as exc:
+            if target == channel_id or exc.code != UNKNOWN_CHANNEL:
+                raise
+            # The thread was deleted; a thread started on a message has that message's id,
+            # so post in the channel as a reply to the round instead of losing the post.
+            log.warning("discord: thread %s is gone; posting in its channel instead", target)
+            await self._send_texts(channel_id, texts, target, key)
+
+    async def _send_texts(
+        self, target: int, texts: list[str], reply_to: int | None, key: str | None
+    ) -> None:
+        channel = await self._messageable(target)
+        reference = None
+        if reply_to is not None:
+            reference = discord.MessageReference(
+                message_id=reply_to, channel_id=target, fail_if_not_exists=False
+            )
+        for n, text in enumerate(texts):
+            # the outbox row's key as nonce (≤ 25 characters), per chunk
+            nonce = f"{key[:22]}-{n}" if key else None
+            await channel.send(
+                text,
+                reference=reference if n == 0 else None,
+                allowed_mentions=NO_MENTIONS,
+                nonce=nonce,
+            )
 
     async def _post_round(self, channel_id: int, post: RoundPost) -> Posted:
         channel = await self._messageable(channel_id)
-        sent = await channel.send(
-            embed=round_embed(post),
-            view=round_view(post),
-            nonce=post.round_key,  # Discord drops a retried post with the same nonce
-            allowed_mentions=NO_MENTIONS,
-        )
+        messages = round_messages(post, self.reads_replies)
+        first: discord.Message | None = None
+        for i, embeds in enumerate(messages):
+            extra: dict[str, Any] = {}
+            if i == len(messages) - 1:  # the button goes under the last part
+                extra["view"] = round_view(post)
+            sent = await channel.send(
+                embeds=embeds,
+                **extra,
+                # Discord drops a retried post with the same nonce (25 characters at most)
+                nonce=post.round_key if i == 0 else f"{post.round_key}:{i}",
+                allowed_mentions=NO_MENTIONS,
+            )
+            first = first or sent
+        assert first is not None
+        thread_ref = await self._open_thread(first, post.prompt.title, post.round_key)
+        return Posted(message_ref=str(first.id), thread_ref=thread_ref)
+
+    async def _open_thread(self, message: discord.Message, title: str, round_key: str) -> str:
+        """The round's thread, or where its posts go when the bot may not open one."""
         try:
-            thread = await sent.create_thread(
-                name=_shorten(post.prompt.title, 100), auto_archive_duration=10080
+            thread = await message.create_thread(
+                name=_shorten(title, 100), auto_archive_duration=10080
             )
         except discord.HTTPException as exc:
             metrics.api_error(PLATFORM, exc.code or exc.status)
             if exc.code == THREAD_EXISTS:  # a retried post: the thread id is the message id
-                return Posted(message_ref=str(sent.id), thread_ref=str(sent.id))
-            # The round is out; answers still work by button and /discuss answer.
+                return str(message.id)
+            if exc.status == 404:  # the round's message was deleted meanwhile (10008)
+                log.warning("discord: round %s: its message is gone, no thread", round_key)
+                return f"{REPLY_PREFIX}{message.id}"
+            if exc.status != 403:
+                raise  # transient: the post is retried, and Discord dedups it by nonce
+            missing = "Create Public Threads" if exc.code == MISSING_PERMISSIONS else "View Channel"
             log.error(
-                "discord: posted round %s but could not open its thread: %s", post.round_id, exc
+                "discord: round %s in channel %s has no thread: the bot lacks the %s "
+                "permission there (%s %s). Anonymous answers and the digest go to the channel "
+                "as replies to the round. Grant %s to the bot in that channel.",
+                round_key, message.channel.id, missing, exc.status, exc.code, missing,
+            )  # fmt: skip
+            await self._notice_no_thread(message, missing, round_key)
+            return f"{REPLY_PREFIX}{message.id}"
+        self._remember(thread.id, message.channel.id)
+        return str(thread.id)
+
+    async def _notice_no_thread(self, message: discord.Message, missing: str, key: str) -> None:
+        """Tell the server's admins, where they look, which permission is missing."""
+        text = (
+            f"I could not open a discussion thread for this round: I am missing the "
+            f"**{missing}** permission in this channel. Answers still work with the button "
+            "and `/discuss answer`; anonymous answers and the digest will appear here. "
+            f"An admin can grant {missing} to fix this for the next round."
+        )
+        try:
+            await message.channel.send(
+                text,
+                reference=message.to_reference(fail_if_not_exists=False),
+                nonce=f"{key}:nothread",
+                allowed_mentions=NO_MENTIONS,
             )
-            return Posted(message_ref=str(sent.id))
-        self._remember(thread.id, channel_id)
-        return Posted(message_ref=str(sent.id), thread_ref=str(thread.id))
+        except discord.HTTPException as exc:
+            log.warning("discord: could not post the missing-permission notice: %s", exc)
 
     async def find_post(self, channel: str, round_key: str) -> Posted | None:
         """After a crash mid-post: the round's message by nonce or footer in recent history."""
@@ -699,19 +1097,46 @@ class DiscordAdapter:
             async for msg in messageable.history(limit=50):  # type: ignore[attr-defined]
                 if self.client.user is None or msg.author.id != self.client.user.id:
                     continue
-                footer = msg.embeds[0].footer.text if msg.embeds else None
-                if msg.nonce == round_key or (footer and footer.endswith(f" · {round_key}")):
+                footers = [e.footer.text for e in msg.embeds if e.footer and e.footer.text]
+                if msg.nonce == round_key or any(f.endswith(f" · {round_key}") for f in footers):
                     # a thread started from a message has the message's id
-                    has_thread = msg.thread is not None or msg.flags.has_thread
-                    return Posted(str(msg.id), str(msg.id) if has_thread else None)
-        except (PostFailed, discord.HTTPException) as exc:
+                    if msg.thread is not None or msg.flags.has_thread:
+                        return Posted(str(msg.id), str(msg.id))
+                    title = msg.embeds[0].title if msg.embeds and msg.embeds[0].title else "Round"
+                    return Posted(str(msg.id), await self._open_thread(msg, title, round_key))
+        except discord.HTTPException as exc:
             log.warning("discord: cannot search %s for %s: %s", channel, round_key, exc)
         return None
 
 
+class _ShowFailed(Exception):
+    """The core handled the event, but its reply could not be shown."""
+
+
+def _load_record(value: str | None) -> dict[str, Any]:
+    """The stored sync record; an older plain hash (or nothing) knows no guilds."""
+    try:
+        record = json.loads(value) if value else {}
+    except ValueError:
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    guilds = record.get("guilds") or []
+    return {"hash": record.get("hash"), "guilds": [int(g) for g in guilds]}
+
+
 def _refusal(exc: discord.HTTPException) -> str:
-    what = "Missing Access/Permissions" if isinstance(exc, discord.Forbidden) else "Unknown Channel"
-    return f"Discord refused ({exc.status} {what}): check the bot's access to this channel"
+    """Discord's refusal, with its JSON error code and what the admin can do about it."""
+    what = {
+        MISSING_ACCESS: "Missing Access: the bot cannot see this channel; add it to the "
+        "channel (View Channel)",
+        MISSING_PERMISSIONS: "Missing Permissions: the bot needs Send Messages, Embed Links "
+        "and Send Messages in Threads in this channel",
+        UNKNOWN_CHANNEL: "Unknown Channel: the channel no longer exists; remove it from the config",
+    }.get(exc.code)
+    if what is None:
+        what = exc.text or ("invalid request" if exc.status == 400 else "refused")
+    return f"Discord refused ({exc.status}, code {exc.code}) {what}"
 
 
 async def serve(runtime: Runtime) -> None:

@@ -23,6 +23,7 @@ from bot.core.events import (
     RoundPost,
     Summary,
     ThreadPost,
+    TypedAnswer,
 )
 
 ChannelPost = RoundPost | Summary | ThreadPost
@@ -40,12 +41,19 @@ def _actor(actor: Actor) -> dict[str, Any]:
 def encode_incoming(event: Incoming) -> dict[str, Any]:
     match event:
         case CommandInvoked():
-            return {
+            out = {
                 "type": "command",
                 "actor": _actor(event.actor),
                 "channel": event.channel,
                 "text": event.text,
             }
+            if event.answer is not None:  # typed options, kept as typed
+                out["answer"] = {
+                    "text": event.answer.text,
+                    "question": event.answer.question,
+                    "anonymous": event.answer.anonymous,
+                }
+            return out
         case MessagePosted():
             return {
                 "type": "message",
@@ -54,6 +62,7 @@ def encode_incoming(event: Incoming) -> dict[str, Any]:
                 "text": event.text,
                 "message_ref": event.message_ref,
                 "thread_ref": event.thread_ref,
+                "readable": event.readable,
             }
         case MessageEdited():
             return {
@@ -79,7 +88,8 @@ def encode_incoming(event: Incoming) -> dict[str, Any]:
 def decode_incoming(data: dict[str, Any]) -> Incoming:
     kind = data["type"]
     if kind == "command":
-        return CommandInvoked(Actor(**data["actor"]), data["channel"], data["text"])
+        answer = TypedAnswer(**data["answer"]) if data.get("answer") else None
+        return CommandInvoked(Actor(**data["actor"]), data["channel"], data["text"], answer)
     if kind == "message":
         return MessagePosted(
             Actor(**data["actor"]),
@@ -87,6 +97,7 @@ def decode_incoming(data: dict[str, Any]) -> Incoming:
             data["text"],
             data["message_ref"],
             data.get("thread_ref"),
+            data.get("readable", True),
         )
     if kind == "edit":
         return MessageEdited(data["channel"], data["message_ref"], data["text"])

@@ -11,6 +11,8 @@ import shlex
 from dataclasses import dataclass, field
 
 PREFIX = "/discuss"
+# The last line of the help; an adapter that cannot read thread replies replaces it.
+THREAD_HINT = "Or simply reply in the round's thread to share your thoughts."
 
 
 @dataclass(frozen=True)
@@ -146,5 +148,5 @@ def help_text(*, is_admin: bool) -> str:
         lines.append(f"  /discuss {spec.usage.ljust(width)}{spec.summary}{suffix}")
     if not is_admin:
         lines.append("Commands marked (admin) are for the admins listed in the config.")
-    lines.append("Or simply reply in the round's thread to share your thoughts.")
+    lines.append(THREAD_HINT)
     return "\n".join(lines)

@@ -33,12 +33,30 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class TypedAnswer:
+    """``/discuss answer`` from a platform with typed options (Discord's slash command).
+
+    The options are the only source of question and anonymity; ``text`` is stored as
+    typed, never re-parsed by the text-command grammar (``3 teams…`` stays text).
+    """
+
+    text: str
+    question: int | None = None
+    anonymous: bool = False
+
+
+@dataclass(frozen=True)
 class CommandInvoked:
-    """``/discuss <text>``: ``text`` is everything after ``/discuss``."""
+    """``/discuss <text>``: ``text`` is everything after ``/discuss``.
+
+    ``answer`` carries an already-structured ``/discuss answer``; when set, ``text`` is
+    only for logs and is not parsed.
+    """
 
     actor: Actor
     channel: str
     text: str
+    answer: TypedAnswer | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,9 @@ class MessagePosted:
     text: str
     message_ref: str
     thread_ref: str | None = None
+    # False when the platform withheld the text (Discord without the Message Content
+    # intent): the author is told how to answer instead, nothing is stored.
+    readable: bool = True
 
 
 @dataclass(frozen=True)

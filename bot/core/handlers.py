@@ -41,6 +41,12 @@ NO_ROUND = (
 )
 
 
+UNREADABLE = (
+    "I cannot read replies here, so that one was not saved. To share your thoughts, press "
+    "“Share your thoughts” on the round's message or use `/discuss answer`."
+)
+
+
 def _questions(numbers: list[int]) -> str:
     if len(numbers) == 1:
         return f"question {numbers[0]}"
@@ -90,10 +96,14 @@ class Handlers:
     # ---- commands -----------------------------------------------------------------------
 
     async def on_command(self, event: CommandInvoked) -> Outcome:
-        try:
-            command = commands.parse(event.text)
-        except CommandError as exc:
-            return Outcome().reply(str(exc))
+        if event.answer is not None:  # typed options: stored as typed, never re-parsed
+            a = event.answer
+            command = Command("answer", question=a.question, anonymous=a.anonymous, text=a.text)
+        else:
+            try:
+                command = commands.parse(event.text)
+            except CommandError as exc:
+                return Outcome().reply(str(exc))
         if command.spec.admin and not event.actor.is_admin:
             return Outcome().reply(
                 f"`/discuss {command.name}` is for admins only. Ask one of the admins listed "
@@ -273,6 +283,8 @@ class Handlers:
             round_ = await self.store.round_by_message(event.channel, event.thread_ref)
             if round_ is None or not round_.is_open:
                 return Outcome()  # ordinary conversation, or talk after the round closed
+        if not event.readable:
+            return Outcome().reply(UNREADABLE)
         question, text = commands.split_numbered(event.text)
         if question is not None and question > len(round_.prompt_snapshot["questions"]):
             question, text = None, event.text.strip()

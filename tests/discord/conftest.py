@@ -24,21 +24,29 @@ MEMBER = FakeUser(22, "Bob")
 ROLE_ADMIN = FakeUser(33, "Cy", roles=(77,))
 
 
-def discord_config(fake: FakeDiscord, channels: list[int], *, read_replies: bool = True) -> str:
+def discord_config(
+    fake: FakeDiscord,
+    channels: list[int],
+    *,
+    read_replies: bool = True,
+    guild_ids: list[int] | None = None,
+    prompt_set: str = "mini",
+) -> str:
     targets = ", ".join(f"discord:{c}" for c in channels)
+    guilds = ", ".join(str(g) for g in ([fake.GUILD] if guild_ids is None else guild_ids))
     return f"""\
 timezone: UTC
 prompts_dir: ../prompts
 admins:
   discord: ["{ADMIN.id}", "role:77"]
 discord:
-  guild_ids: [{fake.GUILD}]
+  guild_ids: [{guilds}]
   read_thread_replies: {str(read_replies).lower()}
   api_url: {fake.api_url}
   gateway_url: {fake.gateway_url}
 schedules:
   - name: weekly
-    prompt_set: mini
+    prompt_set: {prompt_set}
     cron: "0 10 * * mon"
     channels: [{targets}]
 """
@@ -90,6 +98,10 @@ class Bot:
         await self.stop()
         return await self.start()
 
+    def configure(self, **changes) -> None:
+        """Rewrite the config file (e.g. another ``guild_ids``) for the next start."""
+        self.config_path.write_text(discord_config(self.fake, self.channels, **changes))
+
     async def replies(self, token: str, n: int = 1) -> list[str]:
         """The first ``n`` follow-up texts the bot sent for an interaction."""
         await self.fake.wait_until(lambda: len(self.fake.followup_texts(token)) >= n)
@@ -113,10 +125,20 @@ async def fake():
 
 
 async def make_bot(
-    tmp_path: Path, fake: FakeDiscord, *, read_replies: bool = True, n_channels: int = 2
+    tmp_path: Path,
+    fake: FakeDiscord,
+    *,
+    read_replies: bool = True,
+    n_channels: int = 2,
+    guild_ids: list[int] | None = None,
+    sets: dict[str, str] | None = None,
 ) -> Bot:
     channels = [fake.add_channel(f"team-{i}") for i in range(n_channels)]
-    path = write_library(tmp_path, discord_config(fake, channels, read_replies=read_replies))
+    name = next(iter(sets)) if sets else "mini"
+    config = discord_config(
+        fake, channels, read_replies=read_replies, guild_ids=guild_ids, prompt_set=name
+    )
+    path = write_library(tmp_path, config, sets)
     clock = FakeClock(datetime(2026, 11, 2, 9, 0, tzinfo=UTC))
     bot = Bot(fake, path, f"sqlite+aiosqlite:///{tmp_path / 'rt.db'}", clock, channels=channels)
     return await bot.start()

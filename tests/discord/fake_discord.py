@@ -3,6 +3,36 @@
 The real discord.py client logs in, identifies, resumes, syncs commands and posts
 against it. Tests drive it like Discord would: dispatch interactions and messages over
 the gateway, then look at what the bot sent back over REST.
+
+Payload shapes follow Discord's developer documentation (docs.discord.com/developers):
+- Gateway → Gateway Intents / Message Content Intent: MESSAGE_CREATE/UPDATE/DELETE need
+  GUILD_MESSAGES (1 << 9); without MESSAGE_CONTENT (1 << 15) ``content``, ``embeds``,
+  ``attachments`` and ``components`` arrive empty, except for the bot's own messages and
+  messages that mention it. THREAD_CREATE and GUILD_CREATE need GUILDS (1 << 0).
+- Topics → Opcodes and Status Codes → JSON Error Codes: errors are
+  ``{"message": …, "code": …}``; 50001 Missing Access, 50013 Missing Permissions,
+  10003 Unknown Channel, 160004 thread already created, 50035 Invalid Form Body.
+- Topics → Rate Limits → Exceeding a Rate Limit: 429 with body ``message``,
+  ``retry_after`` (seconds, float), ``global``, and the headers ``Retry-After``,
+  ``X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket/Scope`` (discord.py also
+  requires ``Via`` to tell Discord's 429 from a Cloudflare ban).
+- Interactions → Receiving and Responding → Interaction Object: INTERACTION_CREATE
+  types 2 (application command, ``data.options`` with a SUB_COMMAND), 3 (message
+  component, ``data.custom_id``/``component_type`` and ``message``), 4 (autocomplete:
+  the option being typed has ``focused: true``; answered by callback type 8 with
+  ``data.choices``) and 5 (modal submit: ``data.components``); ``context`` 0 = GUILD.
+- Components → Reference → Label (type 18: ``label`` ≤ 45, ``description`` ≤ 100, one
+  ``component``), Text Display (type 10, ``content`` ≤ 4000), Text Input (type 4),
+  Checkbox (type 23); a modal has at most 5 top-level components and a title ≤ 45. On
+  submit, a Label comes back as ``{type: 18, id, component: {type, id, custom_id,
+  value}}``, a Text Display as ``{type: 10, id}``, a Checkbox's ``value`` is a boolean.
+- Resources → Message → Embed Limits (title 256, description 4096, 25 fields, field name
+  256 / value 1024, footer 2048, 6000 characters across a message's embeds, 10 embeds)
+  and Create Message (content ≤ 2000); Discord answers 400 50035 beyond them.
+- Interactions → Application Commands → Bulk Overwrite Global / Guild Application
+  Commands (PUT replaces the whole scope) and Get … Commands (GET lists it); a command
+  object carries ``id``, ``application_id``, ``version``, ``guild_id`` (guild scope),
+  ``default_member_permissions``, ``contexts`` and ``integration_types``.
 """
 
 from __future__ import annotations
@@ -19,7 +49,15 @@ from aiohttp import WSMsgType, web
 
 from tests.loopback import serve_loopback
 
+GUILDS = 1 << 0
+GUILD_MESSAGES = 1 << 9
 MESSAGE_CONTENT = 1 << 15
+NEEDS_INTENT = {
+    "MESSAGE_CREATE": GUILD_MESSAGES,
+    "MESSAGE_UPDATE": GUILD_MESSAGES,
+    "MESSAGE_DELETE": GUILD_MESSAGES,
+    "THREAD_CREATE": GUILDS,
+}
 
 
 def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -84,7 +122,11 @@ class FakeDiscord:
         self.channels: dict[int, dict] = {}
         self.threads: dict[int, dict] = {}
         self.messages: dict[int, dict] = {}  # id → payload
-        self.forbidden: set[int] = set()
+        self.forbidden: set[int] = set()  # the bot cannot see these: 403 50001
+        self.no_send: set[int] = set()  # may see, may not post: 403 50013
+        self.no_threads: set[int] = set()  # Create Public Threads denied: 403 50013
+        # scope ("global" or a guild id) → the registered commands
+        self.commands: dict[str | int, list[dict]] = {}
         self.rate_limit_next: dict[str, float] = {}  # path regex → retry_after, once
         # path regex → (5xx status, handled first?), once; "handled first" is a request
         # Discord carried out although its answer was lost (e.g. a 502 from its edge)
@@ -192,6 +234,7 @@ class FakeDiscord:
         return ws
 
     async def _identify(self, ws: web.WebSocketResponse, d: dict) -> None:
+        """Gateway → Identify (op 2) → Ready, then Guild Create (Gateway Events)."""
         self.identifies.append(d)
         if d["intents"] & MESSAGE_CONTENT and not self.grant_message_content:
             self.closed_4014 += 1
@@ -216,6 +259,7 @@ class FakeDiscord:
         self._pending.clear()  # a fresh session does not replay an old one's events
 
     def guild_payload(self) -> dict:
+        """Gateway Events → Guild Create: a guild object plus channels, threads, members."""
         return {
             "id": str(self.GUILD),
             "name": "Test server",
@@ -238,6 +282,8 @@ class FakeDiscord:
         }
 
     async def _send(self, ws: web.WebSocketResponse, t: str, d: dict) -> None:
+        if not self._session_intents & NEEDS_INTENT.get(t, 0) and t in NEEDS_INTENT:
+            return  # Discord sends no event the session has no intent for
         self._seq += 1
         await ws.send_str(json.dumps({"op": 0, "t": t, "s": self._seq, "d": d}))
 
@@ -262,6 +308,7 @@ class FakeDiscord:
     # ---- driving the bot as users -------------------------------------------------------
 
     def _interaction(self, kind: int, user: FakeUser, channel_id: int, data: dict) -> dict:
+        """Receiving and Responding → Interaction Object (a guild interaction)."""
         iid = self.next_id()
         channel = self.channels.get(channel_id) or self.threads[channel_id]
         return {
@@ -285,7 +332,8 @@ class FakeDiscord:
         }
 
     async def slash(self, user: FakeUser, channel_id: int, sub: str, **options: Any) -> str:
-        """``/discuss <sub> option=value…``; returns the interaction token."""
+        """``/discuss <sub> option=value…`` (type 2; Application Command Interaction Data
+        Option Structure: a SUB_COMMAND with typed options); returns the token."""
         opts = [
             {"name": k, "type": {bool: 5, int: 4}.get(type(v), 3), "value": v}
             for k, v in options.items()
@@ -310,28 +358,57 @@ class FakeDiscord:
         return payload["token"]
 
     async def submit_modal(
-        self, user: FakeUser, channel_id: int, modal: dict, values: dict[str, str]
+        self, user: FakeUser, channel_id: int, modal: dict, values: dict[str, Any]
     ) -> str:
-        rows = [
-            {
-                "type": 1,
-                "components": [
-                    {
-                        "type": 4,
-                        "custom_id": c["custom_id"],
-                        "value": values.get(c["custom_id"], ""),
-                    }
-                    for c in row["components"]
-                ],
-            }
-            for row in modal["components"]
-        ]
-        data = {"custom_id": modal["custom_id"], "components": rows}
+        """Submit a modal the bot opened, as Discord reports it (``values`` by custom_id;
+        a checkbox's value is a bool)."""
+
+        def answered(c: dict) -> dict:
+            out = {"type": c["type"], "id": c.get("id", 0)}
+            if "custom_id" in c:
+                default = False if c["type"] == 23 else ""
+                out.update(custom_id=c["custom_id"], value=values.get(c["custom_id"], default))
+            return out
+
+        submitted = []
+        for top in modal["components"]:
+            if top["type"] == 1:  # an Action Row (the older layout)
+                rows = [answered(c) for c in top["components"]]
+                submitted.append({"type": 1, "id": top.get("id", 0), "components": rows})
+            elif top["type"] == 18:  # a Label
+                submitted.append(
+                    {"type": 18, "id": top.get("id", 0), "component": answered(top["component"])}
+                )
+            else:  # a Text Display
+                submitted.append({"type": top["type"], "id": top.get("id", 0)})
+        data = {"custom_id": modal["custom_id"], "components": submitted}
         payload = self._interaction(5, user, channel_id, data)
         await self.dispatch("INTERACTION_CREATE", payload)
         return payload["token"]
 
+    async def autocomplete(
+        self, user: FakeUser, channel_id: int, sub: str, option: str, typed: str
+    ) -> str:
+        """Someone typing in an autocompleted option (interaction type 4)."""
+        data = {
+            "id": "2000",
+            "name": "discuss",
+            "type": 1,
+            "guild_id": str(self.GUILD),
+            "options": [
+                {
+                    "name": sub,
+                    "type": 1,
+                    "options": [{"name": option, "type": 3, "value": typed, "focused": True}],
+                }
+            ],
+        }
+        payload = self._interaction(4, user, channel_id, data)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload["token"]
+
     def _message(self, channel_id: int, author: FakeUser, content: str, **extra: Any) -> dict:
+        """Message resource → Message Object (the fields discord.py reads)."""
         mid = self.next_id()
         msg = {
             "id": str(mid),
@@ -356,10 +433,13 @@ class FakeDiscord:
         return msg
 
     def _as_delivered(self, msg: dict) -> dict:
-        """Without the Message Content intent Discord blanks other people's text."""
+        """Without the Message Content intent Discord blanks other people's messages,
+        unless they mention the bot."""
         out = dict(msg, guild_id=str(self.GUILD))
-        if not self._session_intents & MESSAGE_CONTENT and msg["author"]["id"] != str(self.APP):
-            out["content"] = ""
+        own = msg["author"]["id"] == str(self.APP)
+        mentioned = f"<@{self.APP}>" in msg["content"]
+        if not self._session_intents & MESSAGE_CONTENT and not own and not mentioned:
+            out.update(content="", embeds=[], attachments=[], components=[])
         return out
 
     async def user_message(self, user: FakeUser, channel_id: int, content: str) -> int:
@@ -432,7 +512,16 @@ class FakeDiscord:
                             "global": False,
                         },
                         status=429,
-                        headers={"Via": "1.1 google", "X-RateLimit-Scope": "user"},
+                        headers={
+                            "Via": "1.1 google",
+                            "Retry-After": str(max(1, round(retry_after))),
+                            "X-RateLimit-Limit": "5",
+                            "X-RateLimit-Remaining": "0",
+                            "X-RateLimit-Reset": "1796205600.000",
+                            "X-RateLimit-Reset-After": str(retry_after),
+                            "X-RateLimit-Bucket": "fake-bucket-" + path.split("/")[1],
+                            "X-RateLimit-Scope": "user",
+                        },
                     )
             for pattern, (status, handled) in list(self.server_error_next.items()):
                 if re.fullmatch(pattern, path):
@@ -466,17 +555,20 @@ class FakeDiscord:
                     "interactions_endpoint_url": None,
                 }
             )
-        if m := re.fullmatch(r"/applications/\d+(?:/guilds/\d+)?/commands", path):
-            out = [
-                dict(c, id=str(self.next_id()), application_id=str(self.APP), version="1")
-                for c in body
-            ]
-            return json_response(out)
+        if m := re.fullmatch(r"/applications/\d+(?:/guilds/(\d+))?/commands", path):
+            scope: str | int = int(m[1]) if m[1] else "global"
+            if method == "PUT":
+                self.commands[scope] = [self._command(c, scope) for c in body]
+            return json_response(self.commands.get(scope, []))
         if m := re.fullmatch(r"/interactions/(\d+)/([^/]+)/callback", path):
+            if body["type"] == 9 and (problem := modal_problem(body["data"])):
+                return self._error(400, 50035, f"Invalid Form Body: {problem}")
             return json_response(
                 {"interaction": {"id": m[1], "type": 2}, "resource": {"type": body["type"]}}
             )
         if m := re.fullmatch(r"/webhooks/\d+/([^/]+)", path):
+            if problem := message_problem(body):
+                return self._error(400, 50035, f"Invalid Form Body: {problem}")
             msg = self._message(
                 0, self.bot, body.get("content") or "", embeds=body.get("embeds") or []
             )
@@ -489,13 +581,17 @@ class FakeDiscord:
             return json_response(channel) if channel else self._error(404, 10003, "Unknown Channel")
         if m := re.fullmatch(r"/channels/(\d+)/messages", path):
             cid = int(m[1])
-            if cid in self.forbidden:
-                return self._error(403, 50013, "Missing Permissions")
             if cid not in self.channels and cid not in self.threads:
                 return self._error(404, 10003, "Unknown Channel")
+            if cid in self.forbidden:
+                return self._error(403, 50001, "Missing Access")
+            if cid in self.no_send and method == "POST":
+                return self._error(403, 50013, "Missing Permissions")
             if method == "GET":
                 found = sorted(self.channel_messages(cid), key=lambda x: -int(x["id"]))
                 return json_response(found[:50])
+            if problem := message_problem(body):
+                return self._error(400, 50035, f"Invalid Form Body: {problem}")
             nonce = body.get("nonce")
             if nonce and body.get("enforce_nonce"):
                 for old in self.channel_messages(cid):
@@ -509,11 +605,14 @@ class FakeDiscord:
                 components=body.get("components") or [],
                 nonce=nonce,
                 allowed_mentions=body.get("allowed_mentions"),
+                **self._reply_fields(cid, body.get("message_reference")),
             )
             await self.dispatch("MESSAGE_CREATE", self._as_delivered(msg))
             return json_response(msg)
         if m := re.fullmatch(r"/channels/(\d+)/messages/(\d+)/threads", path):
             cid, mid = int(m[1]), int(m[2])
+            if cid in self.no_threads or cid in self.forbidden:
+                return self._error(403, 50013, "Missing Permissions")
             if mid in self.threads:
                 return self._error(
                     400, 160004, "A thread has already been created for this message"
@@ -544,6 +643,90 @@ class FakeDiscord:
             return json_response(thread, status=201)
         return self._error(404, 0, f"fake has no route for {method} {path}")
 
+    def _reply_fields(self, cid: int, ref: dict | None) -> dict:
+        """A reply (Message Object → Message Reference): type 19 with the reference."""
+        if not ref:
+            return {}
+        reference = {
+            "type": 0,
+            "message_id": str(ref["message_id"]),
+            "channel_id": str(cid),
+            "guild_id": str(self.GUILD),
+        }
+        return {"type": 19, "message_reference": reference}
+
+    def _command(self, sent: dict, scope: str | int) -> dict:
+        """A command as Discord stores and reports it (Application Command Object)."""
+        out = {
+            "id": str(self.next_id()),
+            "application_id": str(self.APP),
+            "version": str(self.next_id()),
+            "type": sent.get("type", 1),
+            "name": sent["name"],
+            "description": sent.get("description", ""),
+            "options": sent.get("options", []),
+            "default_member_permissions": (
+                None
+                if sent.get("default_member_permissions") is None
+                else str(sent["default_member_permissions"])
+            ),
+            "nsfw": sent.get("nsfw", False),
+        }
+        if scope == "global":
+            out["contexts"] = sent.get("contexts")
+            out["integration_types"] = sent.get("integration_types", [0])
+        else:
+            out["guild_id"] = str(scope)
+        return out
+
     @staticmethod
     def _error(status: int, code: int, message: str) -> web.Response:
-        return json_response({"code": code, "message": message}, status=status)
+        return json_response({"message": message, "code": code}, status=status)
+
+
+def message_problem(body: dict) -> str | None:
+    """What Discord would reject in a message body (Embed Limits, content ≤ 2000)."""
+    if len(body.get("content") or "") > 2000:
+        return "content: must be 2000 or fewer in length"
+    embeds = body.get("embeds") or []
+    if len(embeds) > 10:
+        return "embeds: must be 10 or fewer in length"
+    total = 0
+    for i, e in enumerate(embeds):
+        fields = e.get("fields") or []
+        sizes = {
+            "title": (len(e.get("title") or ""), 256),
+            "description": (len(e.get("description") or ""), 4096),
+            "footer.text": (len((e.get("footer") or {}).get("text") or ""), 2048),
+            "fields": (len(fields), 25),
+        }
+        for f in fields:
+            if len(f["name"]) > 256 or len(f["value"]) > 1024 or not f["value"]:
+                return f"embeds.{i}.fields: name ≤ 256, value 1–1024 characters"
+        for key, (size, limit) in sizes.items():
+            if size > limit:
+                return f"embeds.{i}.{key}: must be {limit} or fewer in length"
+        total += sum(sizes[k][0] for k in ("title", "description", "footer.text"))
+        total += sum(len(f["name"]) + len(f["value"]) for f in fields)
+    if total > 6000:
+        return "embeds: embed size exceeds maximum size of 6000"
+    return None
+
+
+def modal_problem(data: dict) -> str | None:
+    """What Discord would reject in a modal (Components reference)."""
+    if len(data.get("title", "")) > 45:
+        return "data.title: must be 45 or fewer in length"
+    top = data.get("components") or []
+    if not 1 <= len(top) <= 5:
+        return "data.components: must be between 1 and 5 in length"
+    for i, c in enumerate(top):
+        if c["type"] == 18:
+            if len(c["label"]) > 45 or len(c.get("description") or "") > 100:
+                return f"data.components.{i}: label ≤ 45, description ≤ 100 characters"
+        elif c["type"] == 10:
+            if len(c["content"]) > 4000:
+                return f"data.components.{i}.content: must be 4000 or fewer in length"
+        elif c["type"] != 1:
+            return f"data.components.{i}.type: not allowed at the top of a modal"
+    return None

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from types import SimpleNamespace
 
-from bot.adapters.discord import PORTAL_SWITCH, form_inputs, member_role_ids, parse_form
+from bot.adapters.discord import PORTAL_SWITCH, form_layout, member_role_ids, parse_form
 from bot.core.dispatch import Posted
 from bot.core.rounds import round_post
 from bot.storage.models import Response
@@ -41,11 +41,11 @@ async def test_now_posts_an_embed_with_buttons_and_opens_a_thread(bot):
     embed = message["embeds"][0]
     assert embed["title"] == "Alpha article"
     assert embed["url"] == "https://example.org/alpha"
-    assert "What is alpha?" in embed["description"]
+    assert [f["value"] for f in embed["fields"][:2]] == ["What is alpha?", "Why does alpha matter?"]
     assert embed["footer"]["text"].startswith("Source: Example")
     buttons = [c for row in message["components"] for c in row["components"]]
-    assert [b["custom_id"] for b in buttons] == ["rt:answer:1", "rt:answer:1:anon"]
-    assert [b["label"] for b in buttons] == ["Share your thoughts", "Share anonymously"]
+    assert [b["custom_id"] for b in buttons] == ["rt:answer:1"]  # anonymity: in the form
+    assert [b["label"] for b in buttons] == ["Share your thoughts"]
     assert message["nonce"] == "rt-1"
     thread = await bot.fake.wait_until(lambda: bot.fake.threads.get(int(message["id"])))
     assert thread["parent_id"] == str(channel)
@@ -88,7 +88,8 @@ async def test_button_opens_a_modal_and_submitting_saves_named_answers(bot):
     [callback] = await bot.fake.wait_until(lambda: bot.fake.replies_to(token))
     assert callback["type"] == 9  # a modal, as the first response
     modal = callback["data"]
-    assert [row["components"][0]["custom_id"] for row in modal["components"]] == ["q1", "q2"]
+    boxes = [c["component"]["custom_id"] for c in modal["components"] if c["type"] == 18]
+    assert boxes == ["q1", "q2", "anonymous"]
     token = await bot.fake.submit_modal(
         MEMBER, bot.channels[0], modal, {"q1": "It is a letter", "q2": "It starts things"}
     )
@@ -100,11 +101,14 @@ async def test_button_opens_a_modal_and_submitting_saves_named_answers(bot):
 async def test_anonymous_button_posts_the_answer_in_the_thread_without_its_author(bot):
     message = await bot.open_round(bot.channels[0])
     thread_id = int(message["id"])
-    token = await bot.fake.click(MEMBER, thread_id, "rt:answer:1:anon")
+    token = await bot.fake.click(MEMBER, thread_id, "rt:answer:1")
     [callback] = await bot.fake.wait_until(lambda: bot.fake.replies_to(token))
     modal = callback["data"]
-    assert modal["custom_id"] == "rt:form:1:anon"
-    token = await bot.fake.submit_modal(MEMBER, bot.channels[0], modal, {"q2": "Quietly"})
+    assert modal["custom_id"] == "rt:form:1"
+    [box] = [c for c in modal["components"] if c["type"] == 18 and c["component"]["type"] == 23]
+    assert box["component"] == {"type": 23, "custom_id": "anonymous", "default": False}
+    values = {"q2": "Quietly", "anonymous": True}
+    token = await bot.fake.submit_modal(MEMBER, bot.channels[0], modal, values)
     [text] = await bot.replies(token)
     assert text == "Saved your anonymous answer to question 2. Thank you!"
     [posted] = await bot.fake.wait_until(lambda: thread_texts(bot, thread_id))
@@ -229,12 +233,6 @@ async def test_restart_skips_an_unchanged_sync_and_old_buttons_still_open_the_mo
     assert await bot.replies(token) == ["Saved your answer to question 2. Thank you!"]
 
 
-async def test_a_changed_guild_list_syncs_again(bot):
-    await bot.runtime.store.set_value("discord.command_tree_hash", "stale", bot.clock.now())
-    await bot.restart()
-    assert len(bot.fake.command_syncs()) == 2
-
-
 async def test_a_forbidden_channel_is_skipped_and_the_others_get_their_round(bot):
     blocked, open_ = bot.channels
     bot.fake.forbidden.add(blocked)
@@ -281,16 +279,21 @@ async def test_a_retried_round_post_is_not_doubled(bot):
     assert len([m for m in bot.fake.channel_messages(bot.channels[0]) if m["embeds"]]) == 1
 
 
-def test_more_than_five_questions_share_the_fifth_input():
+def test_more_than_five_questions_share_the_last_box():
     questions = tuple((f"Question {i}?", "ours") for i in range(1, 8))
-    fields = form_inputs(questions)
-    assert [f[0] for f in fields] == ["q1", "q2", "q3", "q4", "rest"]
-    assert fields[4][1] == "Questions 5–7"
-    rows = [{"type": 1, "components": [{"type": 4, "custom_id": "q1", "value": "one"}]}]
-    rows.append(
-        {"type": 18, "component": {"type": 4, "custom_id": "rest", "value": "five\n\n7: seven"}}
-    )
-    assert parse_form(rows, 7) == {1: "one", 5: "five", 7: "seven"}
+    layout = form_layout(questions, anonymous_allowed=False)
+    assert len(layout.questions_text) == 1  # every question, in full, above the boxes
+    assert [b.custom_id for b in layout.inputs] == ["q1", "q2", "q3", "rest"]
+    assert layout.inputs[-1].label == "Questions 4–7"
+    rows = [{"type": 10, "id": 1}]
+    rows += [
+        {"type": 18, "id": 2, "component": {"type": 4, "custom_id": "q1", "value": "one"}},
+        {"type": 18, "id": 3, "component": {"type": 4, "custom_id": "q2", "value": ""}},
+        {"type": 18, "id": 4, "component": {"type": 4, "custom_id": "q3", "value": ""}},
+    ]
+    rest = "four\n\n7: seven"
+    rows.append({"type": 18, "id": 5, "component": {"type": 4, "custom_id": "rest", "value": rest}})
+    assert parse_form(rows, 7) == ({1: "one", 4: "four", 7: "seven"}, None)
 
 
 def role(role_id: int, default: bool = False) -> SimpleNamespace:
