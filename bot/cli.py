@@ -93,8 +93,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "Refusing to start: fix the problems above (roundtable validate).", file=sys.stderr
             )
             return 1
+        from bot.adapters import StartupError
+
         try:
             await run(runtime)
+        except StartupError as exc:
+            print(f"Refusing to start: {exc}", file=sys.stderr)
+            return 1
         finally:
             await runtime.close()
         return 0

@@ -285,6 +285,11 @@ class Admins(Strict):
 
 class SlackSettings(Strict):
     mode: Literal["socket", "http"] = "socket"
+    host: str = Field(
+        default="0.0.0.0",
+        min_length=1,
+        description="Address /healthz and /slack/events listen on; 127.0.0.1 behind a local reverse proxy.",
+    )
     port: int = Field(default=3000, ge=1, le=65535)
     api_url: str = "https://slack.com/api/"
 

@@ -47,6 +47,16 @@ UNREADABLE = (
 )
 
 
+def _numbered(round_, text: str) -> tuple[int | None, str]:
+    """``"2: …"`` names question 2 only if the round has one; ``"10:30 works"`` on a
+    three-question round is an answer to no question, kept whole. New replies and
+    edits are read by this one rule."""
+    question, rest = commands.split_numbered(text)
+    if question is not None and not 1 <= question <= len(round_.prompt_snapshot["questions"]):
+        return None, text.strip()
+    return question, rest
+
+
 def _questions(numbers: list[int]) -> str:
     if len(numbers) == 1:
         return f"question {numbers[0]}"
@@ -87,6 +97,7 @@ class Handlers:
             case MessageEdited():
                 return await self.on_edit(event)
             case MessageDeleted():
+                # only while the round is open: a posted digest keeps matching the answers
                 await self.store.delete_response_by_message(event.channel, event.message_ref)
                 return Outcome()
             case FormSubmitted():
@@ -285,9 +296,7 @@ class Handlers:
                 return Outcome()  # ordinary conversation, or talk after the round closed
         if not event.readable:
             return Outcome().reply(UNREADABLE)
-        question, text = commands.split_numbered(event.text)
-        if question is not None and question > len(round_.prompt_snapshot["questions"]):
-            question, text = None, event.text.strip()
+        question, text = _numbered(round_, event.text)
         try:
             _, updated, outcome = await self.service.record_answer(
                 round_, event.actor, text, question=question, message_ref=event.message_ref
@@ -297,7 +306,12 @@ class Handlers:
         return outcome.reply(self._saved(question, False, updated), confirms_save=True)
 
     async def on_edit(self, event: MessageEdited) -> Outcome:
-        question, text = commands.split_numbered(event.text)
+        """An edited reply is read by the same rule as a new one; a closed round's
+        answers stay as its digest showed them."""
+        round_ = await self.store.round_of_response(event.channel, event.message_ref)
+        if round_ is None or not round_.is_open:
+            return Outcome()
+        question, text = _numbered(round_, event.text)
         try:
             text = self.service.check_text(text)
         except AnswerRejected as exc:

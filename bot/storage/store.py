@@ -719,14 +719,28 @@ class Store:
             s.add(response)
             return response, False
 
+    async def round_of_response(self, channel: str, message_ref: str) -> Round | None:
+        """The round an answer posted as message ``message_ref`` belongs to."""
+        async with self.session() as s:
+            return await s.scalar(
+                select(Round)
+                .join(Response)
+                .where(Round.channel == channel, Response.message_ref == message_ref)
+            )
+
     async def edit_response(
         self, channel: str, message_ref: str, text: str, question: int | None, now: datetime
     ) -> Response | None:
+        """Follow an edit, only while the round is open (its digest is final)."""
         async with self.session() as s:
             row = await s.scalar(
                 select(Response)
                 .join(Round)
-                .where(Round.channel == channel, Response.message_ref == message_ref)
+                .where(
+                    Round.channel == channel,
+                    Response.message_ref == message_ref,
+                    Round.status.in_(OPEN_STATUSES),
+                )
             )
             if row is None:
                 return None
@@ -734,11 +748,16 @@ class Store:
             return row
 
     async def delete_response_by_message(self, channel: str, message_ref: str) -> bool:
+        """Follow a deletion, only while the round is open (its digest is final)."""
         async with self.session() as s:
             ids = (
                 select(Response.id)
                 .join(Round)
-                .where(Round.channel == channel, Response.message_ref == message_ref)
+                .where(
+                    Round.channel == channel,
+                    Response.message_ref == message_ref,
+                    Round.status.in_(OPEN_STATUSES),
+                )
             )
             result = await s.execute(delete(Response).where(Response.id.in_(ids)))
             return result.rowcount > 0

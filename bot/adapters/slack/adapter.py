@@ -14,20 +14,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.authorization.async_single_team_authorization import (
+    AsyncSingleTeamAuthorization,
+)
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import metrics
-from bot.adapters.slack import blocks
+from bot.adapters import StartupError
+from bot.adapters.slack import blocks, requests
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
 from bot.core import render
 from bot.core.dispatch import ChannelPost, NotSaved, Posted, PostFailed, Ticket
@@ -44,7 +50,7 @@ from bot.core.events import (
     Summary,
     ThreadPost,
 )
-from bot.core.inbox import NOT_SAVED
+from bot.core.inbox import DELAYED, NOT_SAVED
 from bot.core.ports import NameCache, Ports
 from bot.health import metrics_endpoint
 
@@ -59,8 +65,24 @@ PERMANENT_ERRORS = frozenset(
 # Message subtypes that are ordinary user messages (answers); everything else is ignored.
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 HISTORY_LIMIT = 200
+# auth.test errors that mean the token itself is wrong (https://docs.slack.dev/reference/methods/auth.test)
+TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
+# chat.postEphemeral refusals after which the person is told by direct message instead
+# (https://docs.slack.dev/reference/methods/chat.postEphemeral: user_not_in_channel, …)
+NOT_THERE = frozenset({"user_not_in_channel", "not_in_channel", "channel_not_found", "is_archived"})
 
 Reply_ = Reply | Summary | RoundPost
+
+
+class _QuietTokenNotice(logging.Filter):
+    """Bolt also reads SLACK_BOT_TOKEN from the environment and then warns, at every
+    start, that the client we pass wins; that is intended here, so the line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_QuietTokenNotice())
 
 
 class SlackAdapter:
@@ -75,24 +97,29 @@ class SlackAdapter:
         sleep: Sleep = asyncio.sleep,
         post_attempts: int = 4,
         ping_interval: float = 10.0,
+        submit_wait: float = 2.0,
     ):
         ports = getattr(ports, "ports", ports)  # a Runtime hands over its ports only
         secrets = ports.secrets
         settings = ports.library.current.config.slack
         if not secrets.slack_bot_token:
-            raise RuntimeError("SLACK_BOT_TOKEN is not set")
+            raise StartupError("SLACK_BOT_TOKEN is not set")
         self.ports: Ports = ports
         self.clock = ports.clock
         self.settings = settings
         self.socket_mode = bool(secrets.slack_app_token) and settings.mode != "http"
         if not self.socket_mode and not secrets.slack_signing_secret:
-            raise RuntimeError(
+            raise StartupError(
                 "Slack HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)"
             )
         self._app_token = secrets.slack_app_token
         self._sleep = sleep
         self.post_attempts = post_attempts
         self.ping_interval = ping_interval
+        # how long a form submission may take before the modal is closed anyway (Slack
+        # waits 3 s for the ack); within it, a refusal keeps the modal open with the reason
+        self.submit_wait = submit_wait
+        self._signing_secret = secrets.slack_signing_secret
         token = secrets.slack_bot_token
         # one HTTP session for every Web API and response_url call (slack_sdk opens a
         # new session per call when it is given none)
@@ -128,10 +155,32 @@ class SlackAdapter:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    async def start(self, *, host: str = "0.0.0.0", port: int | None = None) -> None:
-        """Check the token, serve ``/healthz`` (and ``/slack/events`` in HTTP mode), connect."""
-        auth = await self.client.auth_test()
+    async def start(self, *, host: str | None = None, port: int | None = None) -> None:
+        """Check the token, serve ``/healthz`` (and ``/slack/events`` in HTTP mode), connect.
+
+        ``auth.test`` runs here, once: its answer is handed to Bolt, so the first command
+        after start does not make its own call inside the 3-second ack.
+        """
+        try:
+            auth = await self.client.auth_test()
+        except SlackApiError as exc:
+            error = _error(exc)
+            if error in TOKEN_ERRORS:
+                raise StartupError(
+                    f"Slack refused SLACK_BOT_TOKEN ({error}): check that it is the bot token "
+                    "(xoxb-…) of an app installed in your workspace."
+                ) from None
+            raise StartupError(
+                f"Slack auth.test failed ({error}); is {self.settings.api_url} reachable?"
+            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise StartupError(
+                f"cannot reach Slack at {self.settings.api_url} to check SLACK_BOT_TOKEN ({type(exc).__name__})"
+            ) from None
         self.bot_user_id = auth.get("user_id")
+        for middleware in self.app._async_middleware_list:  # Bolt would call auth.test itself
+            if isinstance(middleware, AsyncSingleTeamAuthorization):
+                middleware.auth_test_result = auth
         self.ports.register(self)
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
@@ -140,6 +189,7 @@ class SlackAdapter:
             web_app.router.add_post("/slack/events", self._slack_events)
         self._runner = web.AppRunner(web_app, access_log=None)
         await self._runner.setup()
+        host = self.settings.host if host is None else host
         site = web.TCPSite(self._runner, host, self.settings.port if port is None else port)
         await site.start()
         self.port = self._runner.addresses[0][1]
@@ -149,9 +199,20 @@ class SlackAdapter:
             self._socket = AsyncSocketModeHandler(
                 self.app, self._app_token, web_client=self.client, ping_interval=self.ping_interval
             )
+            try:  # checks SLACK_APP_TOKEN once, here; the client itself retries forever
+                opened = await self.client.apps_connections_open(app_token=self._app_token)
+                self._socket.client.wss_uri = opened["url"]
+            except SlackApiError as exc:
+                error = _error(exc)
+                if error in TOKEN_ERRORS:
+                    raise StartupError(
+                        f"Slack refused SLACK_APP_TOKEN ({error}): check that it is an app-level "
+                        "token (xapp-…) with the connections:write scope."
+                    ) from None
+                log.warning("apps.connections.open failed (%s); the client will retry", error)
             await self._socket.connect_async()
         self._started = True
-        mode = "Socket Mode" if self.socket_mode else f"HTTP mode on port {self.port}"
+        mode = "Socket Mode" if self.socket_mode else f"HTTP mode on {host}:{self.port}"
         log.info("Slack adapter ready (%s)", mode)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -187,7 +248,26 @@ class SlackAdapter:
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        """Verify the signature over the raw bytes, then check the shape, then hand to Bolt.
+
+        A refused request costs one log line and gets 400/401, never a traceback.
+        """
+        try:
+            body = await request.read()
+            requests.verify(body, request.headers, self._signing_secret or "", time.time())
+            text = requests.check(body, request.content_type)
+        except requests.Notice as exc:
+            log.warning("Slack says: %s", exc.reason)
+            return web.json_response({"ok": True}, status=exc.status)
+        except requests.Rejected as exc:
+            log.warning("refused a request to /slack/events: %s", exc.reason)
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        except web.HTTPException:
+            raise  # aiohttp's own answers (413 for an oversized body)
+        bolt_request = AsyncBoltRequest(
+            body=text, query=request.query_string, headers=request.headers
+        )
+        bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
@@ -213,9 +293,8 @@ class SlackAdapter:
         @app.command(COMMAND)
         async def on_command(ack: Callable[..., Awaitable[None]], body: dict) -> None:
             actor = self._actor(body["user_id"], body.get("user_name"))
-            event = CommandInvoked(
-                actor, f"{PLATFORM}:{body['channel_id']}", body.get("text") or ""
-            )
+            text = blocks.unescape(body.get("text") or "")  # Slack sends &amp; &lt; &gt;
+            event = CommandInvoked(actor, f"{PLATFORM}:{body['channel_id']}", text)
             try:  # stored before the ack; slash commands have no event id: trigger_id
                 ticket = await self.ports.accept(_trigger_key(body), event)
             except NotSaved:
@@ -231,20 +310,38 @@ class SlackAdapter:
 
         @app.view(blocks.MODAL_CALLBACK)
         async def on_submit(ack: Callable[..., Awaitable[None]], body: dict) -> None:
+            """Stored before the ack (inbox); then the modal closes only once the answers
+            are saved: a refusal that comes back within ``submit_wait`` keeps it open
+            (``response_action: errors``) with the reason and the typed text
+            (https://docs.slack.dev/surfaces/modals#displaying_errors)."""
             view = body["view"]
             meta = json.loads(view.get("private_metadata") or "{}")
             channel_id, round_id = meta["channel"], int(meta["round"])
-            answers, anonymous = blocks.modal_answers(view)
+            answers, anonymous = blocks.modal_answers(view)  # modal values arrive unencoded
             user = body["user"]
             actor = self._actor(user["id"], user.get("name") or user.get("username"))
             event = FormSubmitted(actor, f"{PLATFORM}:{channel_id}", round_id, answers, anonymous)
             try:  # a view submission has no event id: its trigger_id is unique per submit
                 ticket = await self.ports.accept(_trigger_key(body), event)
             except NotSaved:
-                await ack(response_action="errors", errors=_form_errors(view, NOT_SAVED))
+                errors = {blocks.error_block(view): NOT_SAVED}
+                await ack(response_action="errors", errors=errors)
                 return
-            await ack()
-            self.spawn(self._tell(ticket, channel_id, user["id"], thread_ts=None), "form")
+            decided: asyncio.Future[dict[str, str] | None] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self.spawn(self._submitted(ticket, view, channel_id, user["id"], decided), "form")
+            try:
+                await asyncio.wait_for(asyncio.shield(decided), self.submit_wait)
+            except TimeoutError:
+                pass
+            if not decided.done():
+                decided.cancel()  # too slow: close now; the person is told by message
+            errors = None if decided.cancelled() else decided.result()
+            if errors:
+                await ack(response_action="errors", errors=errors)
+            else:
+                await ack()
 
         @app.event("message")
         async def on_message(ack: Callable[..., Awaitable[None]], body: dict) -> None:
@@ -281,14 +378,18 @@ class SlackAdapter:
 
     async def _command(self, ticket: Ticket, body: dict) -> None:
         replies = await self.ports.process(ticket)
-        for reply in replies:
-            payload = blocks.reply_payload(reply)
+        left = blocks.RESPONSES_PER_COMMAND  # what a response_url accepts
+        for n, reply in enumerate(replies):
+            room = max(1, left - (len(replies) - n - 1))
+            payloads = blocks.reply_payloads(reply, max_messages=room)
             public = isinstance(reply, Reply) and not reply.ephemeral
-            await self._respond(
-                body["response_url"],
-                **payload,
-                response_type="in_channel" if public else "ephemeral",
-            )
+            for payload in payloads[:room]:
+                await self._respond(
+                    body["response_url"],
+                    **payload,
+                    response_type="in_channel" if public else "ephemeral",
+                )
+            left -= min(room, len(payloads))
         await self._learn_name(body["user_id"], body.get("user_name"))
 
     async def _respond(self, url: str, **payload: Any) -> None:
@@ -296,7 +397,7 @@ class SlackAdapter:
         new HTTP session for every call)."""
         try:
             await AsyncWebhookClient(url, session=self.http).send_dict(payload)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             log.warning("could not answer a /discuss command: %s", type(exc).__name__)
 
     async def _quiet(self, ticket: Ticket) -> None:
@@ -319,7 +420,58 @@ class SlackAdapter:
             list(round_.questions),
             round_.anonymous_allowed,
         )
-        await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+        try:
+            await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+        except (SlackApiError, TimeoutError, aiohttp.ClientError) as exc:
+            why = _error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+            log.warning("could not open the answer form (%s)", why)
+            # a trigger_id lasts 3 s (https://docs.slack.dev/reference/methods/views.open:
+            # expired_trigger_id); after a 429 wait it has usually run out
+            await self._ephemeral(
+                channel_id,
+                user,
+                "Slack was too busy to open the form just now. Please press *Share your "
+                "thoughts* again, or reply in the round's thread.",
+            )
+
+    async def _submitted(
+        self,
+        ticket: Ticket,
+        view: dict,
+        channel_id: str,
+        user_id: str,
+        decided: asyncio.Future[dict[str, str] | None] | None = None,
+    ) -> None:
+        """Save the form's answers (from the inbox). While the listener still waits
+        (``decided``), a refusal goes back into the modal; otherwise every outcome is told
+        by message."""
+        replies = await self.ports.process(ticket)
+        await self._settle_form(replies, view, channel_id, user_id, decided)
+        await self._learn_name(user_id, getattr(ticket.event, "actor", None))
+
+    async def _settle_form(
+        self,
+        replies: list[Reply_],
+        view: dict,
+        channel_id: str,
+        user_id: str,
+        decided: asyncio.Future[dict[str, str] | None] | None,
+    ) -> None:
+        """A refusal goes back into the still-open modal (``decided``); a save, or any
+        outcome once the modal has closed, is told by message."""
+        # saved, or kept safe to be carried out later (the inbox says so), or done elsewhere:
+        # the modal closes and the person is told by message
+        settled = not replies or any(
+            isinstance(r, Reply) and (r.confirms_save or r.text == DELAYED) for r in replies
+        )
+        if decided is not None and not decided.done():
+            if not settled:
+                reason = " ".join(r.text for r in replies if isinstance(r, Reply))
+                decided.set_result({blocks.error_block(view): reason or "Nothing was saved."})
+                return
+            decided.set_result(None)
+        for reply in replies:
+            await self._ephemeral(channel_id, user_id, reply)
 
     def _translate_message(self, event: dict) -> Incoming | None:
         """Thread replies become answers; edits and deletions follow them; the rest is noise."""
@@ -332,7 +484,7 @@ class SlackAdapter:
                 return None
             if message.get("text") == previous.get("text"):
                 return None  # an unfurl or a reaction count, not an edit of the words
-            return MessageEdited(channel, message["ts"], message.get("text") or "")
+            return MessageEdited(channel, message["ts"], blocks.unescape(message.get("text") or ""))
         if subtype == "message_deleted":
             ref = event.get("deleted_ts") or (event.get("previous_message") or {}).get("ts")
             return MessageDeleted(channel, ref) if ref else None
@@ -341,9 +493,8 @@ class SlackAdapter:
         if not event.get("user") or event.get("user") == self.bot_user_id:
             return None
         actor = self._actor(event["user"], None)
-        return MessagePosted(
-            actor, channel, event.get("text") or "", event["ts"], event["thread_ts"]
-        )
+        text = blocks.unescape(event.get("text") or "")  # stored as typed, escaped on the way out
+        return MessagePosted(actor, channel, text, event["ts"], event["thread_ts"])
 
     async def _tell(
         self, ticket: Ticket, channel_id: str, user_id: str, *, thread_ts: str | None
@@ -356,15 +507,29 @@ class SlackAdapter:
     async def _ephemeral(
         self, channel_id: str, user_id: str, reply: Reply_ | str, *, thread_ts: str | None = None
     ) -> None:
-        payload = blocks.reply_payload(Reply(reply) if isinstance(reply, str) else reply)
+        """A message only ``user_id`` sees; if Slack refuses (someone answering by the form
+        in a public channel they have not joined gets ``user_not_in_channel``), it goes to
+        them as a direct message instead (chat.postMessage with the user id as channel,
+        https://docs.slack.dev/reference/methods/chat.postMessage#channels), so they still
+        learn their answer was saved."""
         extra = {"thread_ts": thread_ts} if thread_ts else {}
-        try:
-            await self.client.chat_postEphemeral(
-                channel=channel_id, user=user_id, **payload, **extra
-            )
-        except SlackApiError as exc:
-            metrics.api_error(PLATFORM, _error(exc))
-            log.warning("could not send an ephemeral reply in %s: %s", channel_id, _error(exc))
+        for payload in blocks.reply_payloads(Reply(reply) if isinstance(reply, str) else reply):
+            try:
+                await self.client.chat_postEphemeral(
+                    channel=channel_id, user=user_id, **payload, **extra
+                )
+                continue
+            except SlackApiError as exc:
+                error = _error(exc)
+                metrics.api_error(PLATFORM, error)
+                if error not in NOT_THERE:
+                    log.warning("could not send an ephemeral reply in %s: %s", channel_id, error)
+                    continue
+            try:
+                await self.client.chat_postMessage(channel=user_id, **payload)
+            except SlackApiError as exc:
+                # no user id here: the log must not tie an (anonymous) answer to anyone
+                log.warning("could not send a direct message either: %s", _error(exc))
 
     def _actor(self, user_id: str, fallback: str | None) -> Actor:
         """Who acted, with the name we know now: never a Web API call before the answer
@@ -411,14 +576,15 @@ class SlackAdapter:
             )
             return Posted(message_ref=ts)
         if isinstance(message, Summary):
-            fallback = blocks.escape(render.summary_text(message))[:3000]
+            fallback = blocks.fallback(render.summary_text(message))
             for n, chunk in enumerate(blocks.summary_messages(message)):
                 await self._send_keyed(
                     channel_id,
                     text=fallback,
                     blocks_=chunk,
                     thread_ts=message.thread_ref,
-                    broadcast=message.final and message.thread_ref is not None,
+                    # only the first part is shown in the channel; the rest stays in the thread
+                    broadcast=message.final and message.thread_ref is not None and n == 0,
                     key=f"{message.key}-{n}" if message.key else None,
                 )
                 fallback = "Digest (continued)"
@@ -426,7 +592,7 @@ class SlackAdapter:
         if isinstance(message, ThreadPost):
             await self._send_keyed(
                 channel_id,
-                text=blocks.escape(render.thread_post_text(message))[:3000],
+                text=blocks.fallback(render.thread_post_text(message)),
                 blocks_=blocks.thread_post_blocks(message),
                 thread_ts=message.thread_ref,
                 key=message.key,
@@ -599,11 +765,3 @@ def _event_key(body: dict, incoming: Incoming) -> str | None:
         return f"{incoming.channel}:{incoming.message_ref}"
     event_id = body.get("event_id")
     return f"{PLATFORM}:event:{event_id}" if event_id else None
-
-
-def _form_errors(view: dict, text: str) -> dict[str, str]:
-    """Show ``text`` on the form's first input (the form stays open)."""
-    for block in view.get("blocks") or []:
-        if block.get("type") == "input" and block.get("block_id"):
-            return {block["block_id"]: text[:150]}
-    return {}
