@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bot import metrics
 from bot.config import Secrets, database_url
+from bot.core.anonymity import load_keyring
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
@@ -27,6 +28,7 @@ from bot.core.ports import Ports
 from bot.core.rounds import RoundService
 from bot.health import Readiness, outbox_waiting, start_health
 from bot.library import LibraryHolder, load_library
+from bot.privacy import check_server_secret
 from bot.reload import Reloader
 from bot.storage.store import Store
 
@@ -68,10 +70,12 @@ async def build_runtime(
     """Load and validate content (raises ProblemsFound), open and migrate the database."""
     library = LibraryHolder(load_library(config_path))
     url = database or database_url(library.current.config, config_path=config_path)
+    keyring = load_keyring(url)  # raises SecretProblem (one line) before touching the database
     log.info("database: %s", make_url(url).render_as_string(hide_password=True))
     store = await Store.open(url)
     clock = clock or SystemClock()
-    service = RoundService(store, library, clock)
+    await check_server_secret(store, keyring, clock.now())  # logs loudly on a mismatch
+    service = RoundService(store, library, clock, keyring=keyring)
     reloader = Reloader(library, config_path)
     dispatcher = Dispatcher(Handlers(service, reload=reloader.reload), service)
     return Runtime(

@@ -81,6 +81,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import build_runtime, run
+    from bot.core.anonymity import SecretProblem
 
     async def main() -> int:
         try:
@@ -92,6 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(
                 "Refusing to start: fix the problems above (roundtable validate).", file=sys.stderr
             )
+            return 1
+        except SecretProblem as exc:
+            print(f"Refusing to start: {exc}", file=sys.stderr)
             return 1
         from bot.adapters import StartupError
 
@@ -111,7 +115,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from bot.config import database_url, load_config
-    from bot.history import format_rows, history, parse_since
+    from bot.history import format_purges, format_rows, history, parse_since
+    from bot.privacy import purge_history
     from bot.storage.store import Store
 
     config_path = resolve_config_path(args.config)
@@ -130,11 +135,113 @@ def cmd_history(args: argparse.Namespace) -> int:
     async def main() -> str:
         store = await Store.open(database_url(config, config_path=config_path))
         try:
-            return format_rows(await history(store, channel=args.channel, since=since), zone)
+            text = format_rows(await history(store, channel=args.channel, since=since), zone)
+            purged = format_purges(await purge_history(store), zone)
+            return f"{text}\n\n{purged}" if purged else text
         finally:
             await store.close()
 
     print(asyncio.run(main()))
+    return 0
+
+
+def _privacy_service(args: argparse.Namespace):
+    """(config, an async factory of (store, service)) for the privacy commands; the
+    service reads the server secret like the bot does. None after printing problems."""
+    from bot.config import database_url, load_config
+
+    config_path = resolve_config_path(args.config)
+    try:
+        config, _ = load_config(config_path)
+    except ProblemsFound as exc:
+        _print_problems(exc.problems)
+        return None
+
+    async def open_service():
+        from bot.core.anonymity import load_keyring
+        from bot.core.clock import SystemClock
+        from bot.core.rounds import RoundService
+        from bot.storage.store import Store
+
+        url = database_url(config, config_path=config_path)
+        keyring = load_keyring(url)
+        store = await Store.open(url)
+        return store, RoundService(store, lambda: None, SystemClock(), keyring=keyring)
+
+    return config, open_service
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from bot.core.anonymity import SecretProblem
+    from bot.privacy import forget_person
+
+    platform, _, user = args.person.partition(":")
+    if platform not in ("slack", "discord", "console") or not user:
+        print(
+            f"'{args.person}' is not PLATFORM:USER_ID; write e.g. slack:U0123 or discord:1234",
+            file=sys.stderr,
+        )
+        return 2
+    opened = _privacy_service(args)
+    if opened is None:
+        return 1
+    _, open_service = opened
+
+    async def main():
+        store, service = await open_service()
+        try:
+            return await forget_person(service, args.person)
+        finally:
+            await store.close()
+
+    try:
+        done = asyncio.run(main())
+    except SecretProblem as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Deleted {done.answers} answer(s) of {args.person}: {done.named} named, "
+        f"{done.anonymous} anonymous in open rounds; {done.dedup_rows} dedup row(s)."
+    )
+    if done.unreadable_rounds:
+        print(
+            f"{done.unreadable_rounds} open round(s) have anonymous answers sealed with a "
+            "lost server secret; they link to nobody and were left.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from bot.core.anonymity import SecretProblem
+    from bot.history import parse_since
+    from bot.privacy import digests, export_text
+
+    opened = _privacy_service(args)
+    if opened is None:
+        return 1
+    config, open_service = opened
+    try:
+        since = parse_since(args.since, ZoneInfo(config.timezone)) if args.since else None
+    except ValueError:
+        print(f"--since: '{args.since}' is not a date; write it as 2026-11-01", file=sys.stderr)
+        return 2
+
+    async def main() -> str:
+        store, service = await open_service()
+        try:
+            found = await digests(service, round_id=args.round, channel=args.channel, since=since)
+            return export_text(found, args.format)
+        finally:
+            await store.close()
+
+    try:
+        sys.stdout.write(asyncio.run(main()))
+    except SecretProblem as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -236,6 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", help="only this channel, e.g. console:general or slack:C0123")
     p.add_argument("--since", help="only rounds from this date on (YYYY-MM-DD, config time zone)")
     p.set_defaults(func=cmd_history)
+    p = sub.add_parser(
+        "forget", help="delete a person's answers (named; anonymous ones in open rounds)"
+    )
+    p.add_argument("person", metavar="PLATFORM:USER_ID", help="e.g. slack:U0123 or discord:1234")
+    p.set_defaults(func=cmd_forget)
+    p = sub.add_parser("export", help="write the closed rounds' digests (md, csv or json)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--round", type=int, metavar="ID", help="only this round")
+    which.add_argument("--channel", help="only this channel, e.g. slack:C0123")
+    p.add_argument("--since", help="only rounds from this date on (YYYY-MM-DD, config time zone)")
+    p.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("plan", help="list the coming scheduled rounds per channel")
     p.add_argument("--days", type=int, default=28, help="how far ahead (default: 28 days)")
     p.add_argument("--channel", help="only this channel, e.g. console:general or slack:C0123")

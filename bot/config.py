@@ -223,6 +223,12 @@ class Schedule(Strict):
     holidays: HolidayCalendar | None = Field(
         default=None, description="Skip public holidays, e.g. {country: DE, subdivision: BE}."
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Delete this schedule's ended rounds and their answers after this many "
+        "days; defaults to the top-level retention_days.",
+    )
 
     def skip_reason(self, day: date) -> str | None:
         """Why no round is posted on this local date (holiday or skip date), or None."""
@@ -332,6 +338,12 @@ class Config(Strict):
         default=None, description="Set used in channels that no schedule targets."
     )
     admins: Admins = Admins()
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Delete ended rounds and their answers after this many days (a daily "
+        "job; posts on the platform stay). Off when unset.",
+    )
     schedules: list[Schedule] = Field(default_factory=list)
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()

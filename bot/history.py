@@ -40,7 +40,10 @@ async def history(
 ) -> list[HistoryRow]:
     rounds = await store.rounds(channel=channel, since=since)
     counts = await store.count_respondents(r.id for r in rounds)
-    return [_row(r, counts.get(r.id, 0)) for r in rounds]
+    # A closed round's pseudonyms are erased: use the count taken when it closed.
+    return [
+        _row(r, r.respondents if r.respondents is not None else counts.get(r.id, 0)) for r in rounds
+    ]
 
 
 def _row(round_: Round, respondents: int) -> HistoryRow:
@@ -71,4 +74,16 @@ def format_rows(rows: list[HistoryRow], zone: ZoneInfo) -> str:
             if row.status != "closed":
                 outcome += ", still open"
         lines.append(f"{when}  {row.channel}  {row.prompt_id}  “{row.title}”  {outcome}")
+    return "\n".join(lines)
+
+
+def format_purges(purges: list, zone: ZoneInfo) -> str:
+    """What the retention job deleted and when, as counts only (never what or whose)."""
+    lines = []
+    for p in purges:
+        local = p.ran_at.astimezone(zone)
+        lines.append(
+            f"{local:%Y-%m-%d %H:%M} {local.tzname()}  purged by retention: "
+            f"{p.rounds} round{'s' * (p.rounds != 1)}, {p.answers} answer{'s' * (p.answers != 1)}"
+        )
     return "\n".join(lines)

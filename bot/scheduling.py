@@ -41,6 +41,7 @@ from bot.core.events import platform_of
 from bot.core.rounds import RoundService
 from bot.library import Library, LibraryHolder
 from bot.plan import NextPrompt, Occurrence, decide_occurrence, occurrences, pick_next
+from bot.privacy import add_retention_job
 from bot.storage.models import MISSED, SKIPPED, Round
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class Scheduler:
             misfire_grace_time=None,
         )
         self._aps.add_job(self._job, id="startup", misfire_grace_time=None)
+        add_retention_job(self._aps, self.store, self.library, self.clock)  # bot.privacy
         self._sync_jobs(self.library.current)
         self._aps.start()
         log.info(

@@ -91,3 +91,10 @@ def _keep_working_directory():
     cwd = os.getcwd()
     yield
     os.chdir(cwd)
+
+
+@pytest.fixture(autouse=True)
+def _server_secret_in_tmp(tmp_path, monkeypatch):
+    """Each test's server key file lives in its temp dir (never in the working tree)."""
+    monkeypatch.delenv("ROUNDTABLE_SECRET", raising=False)
+    monkeypatch.setenv("ROUNDTABLE_KEY_FILE", str(tmp_path / "server-secret" / "roundtable.key"))

@@ -14,6 +14,8 @@ COMMANDS = [
     ["run"],
     ["validate"],
     ["history"],
+    ["forget", "slack:U0123"],
+    ["export"],
     ["plan"],
     ["prompts", "draft", "article.txt"],
     ["preview"],

@@ -184,7 +184,9 @@ async def test_closing_erases_the_key_that_links_pseudonyms_to_people(both):
         stored = await s.scalar(select(Round))
         assert stored.anon_key is None
         (row,) = (await s.scalars(select(Response))).all()
-    assert row.author_id is None and row.author_name is None and row.pseudonym
+    # Closing erases the pseudonyms too: nothing groups a closed round's answers by author.
+    assert row.author_id is None and row.author_name is None and row.pseudonym is None
+    assert (stored.respondents, stored.anonymous_respondents) == (1, 1)
 
 
 async def test_anonymous_author_can_withdraw_while_the_round_is_open(chat):

@@ -554,7 +554,7 @@ def build_discuss_group(adapter: DiscordAdapter) -> app_commands.Group:
         group.add_command(app_commands.Command(name=name, description=description, callback=run))
 
     for spec in core_commands.SPECS:
-        if spec.name not in ("now", "preview", "answer"):
+        if spec.name not in ("now", "preview", "answer", "forget-me"):
             simple(spec.name, _shorten(spec.summary, 100))
 
     @group.command(name="now", description="Open a round here now (admins)")
@@ -583,6 +583,11 @@ def build_discuss_group(adapter: DiscordAdapter) -> app_commands.Group:
     ) -> None:
         # the typed options are the answer: the text is never re-parsed as a command
         await adapter.run_command(interaction, "answer", TypedAnswer(text, question, anonymous))
+
+    @group.command(name="forget-me", description="Delete all your answers (asks first)")
+    @app_commands.describe(confirm="True: delete them now (default: explain what goes)")
+    async def forget_me(interaction: discord.Interaction, confirm: bool = False) -> None:
+        await adapter.run_command(interaction, "forget-me confirm" if confirm else "forget-me")
 
     return group
 

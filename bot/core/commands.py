@@ -41,6 +41,11 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "withdraw", "withdraw", "remove your answers (named and anonymous) from the open round"
     ),
+    CommandSpec(
+        "forget-me",
+        "forget-me [confirm]",
+        "delete all your answers here (named; anonymous ones in open rounds)",
+    ),
     CommandSpec("close", "close", "close the open round now and post its digest", True),
     CommandSpec("skip", "skip", "skip the next scheduled round here", True),
     CommandSpec("pause", "pause", "pause scheduled rounds here", True),
@@ -96,6 +101,8 @@ def parse(text: str) -> Command:
         if len(parts) > 1:
             raise CommandError(f"Usage: /discuss {SPEC_BY_NAME[name].usage}")
         return Command(name, prompt_id=parts[0] if parts else None)
+    if name == "forget-me" and rest.lower() in ("", "confirm"):
+        return Command(name, args=(rest.lower(),) if rest else ())
     if rest:
         raise CommandError(
             f"`/discuss {name}` takes no arguments. Usage: /discuss {SPEC_BY_NAME[name].usage}"

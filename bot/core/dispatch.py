@@ -38,7 +38,13 @@ class Dispatcher:
         self.service = service
         self.platforms: dict[str, Platform] = {}
         self.outbox = Outbox(service.store, service.clock, self.platforms)
-        self.inbox = Inbox(service.store, service.clock, handlers.handle, self.outbox)
+        self.inbox = Inbox(
+            service.store,
+            service.clock,
+            handlers.handle,
+            self.outbox,
+            keyring=lambda: service.keyring,  # inbox payloads sealed at rest
+        )
 
     def register(self, platform: Platform) -> None:
         self.platforms[platform.name] = platform

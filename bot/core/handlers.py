@@ -24,6 +24,7 @@ from bot.core.events import (
 )
 from bot.core.rounds import (
     RUNNING_OUT,
+    AnonymousLocked,
     AnswerRejected,
     RotationExhausted,
     RoundService,
@@ -81,6 +82,7 @@ class Handlers:
             "sets": self.cmd_sets,
             "preview": self.cmd_preview,
             "withdraw": self.cmd_withdraw,
+            "forget-me": self.cmd_forget_me,
             "close": self.cmd_close,
             "skip": self.cmd_skip,
             "pause": self.cmd_pause,
@@ -253,11 +255,33 @@ class Handlers:
     async def cmd_withdraw(self, event: CommandInvoked, _: Command) -> Outcome:
         round_ = await self.store.open_round_in(event.channel)
         if round_ is None:
-            return Outcome().reply(NO_ROUND)
-        n = await self.service.withdraw(round_, event.actor)
+            return Outcome().reply(
+                f"{NO_ROUND} To delete your answers in closed rounds, use `/discuss forget-me`."
+            )
+        try:
+            n = await self.service.withdraw(round_, event.actor)
+        except AnonymousLocked as locked:
+            return Outcome().reply(
+                f"Removed your {locked.removed} named answer{'s' * (locked.removed != 1)}. "
+                "Anonymous answers in this round can no longer be withdrawn: the server's "
+                "key for this round was lost, so nobody (not even the bot) can tell which "
+                "are yours."
+            )
         if not n:
             return Outcome().reply("You have no answers in this round to withdraw.")
         return Outcome().reply(f"Removed your {n} answer{'s' * (n != 1)} from this round.")
+
+    async def cmd_forget_me(self, event: CommandInvoked, command: Command) -> Outcome:
+        from bot.privacy import forget_person, forgotten_text
+
+        if command.args != ("confirm",):
+            return Outcome().reply(
+                f"This deletes every answer you gave with your name on {event.actor.platform}, "
+                "in open and closed rounds, and your anonymous answers in open rounds. "
+                "Digests already posted stay in the channel. To go ahead, type "
+                "`/discuss forget-me confirm` (on Discord: set `confirm` to True)."
+            )
+        return Outcome().reply(forgotten_text(await forget_person(self.service, event.actor.key)))
 
     async def cmd_close(self, event: CommandInvoked, _: Command) -> Outcome:
         round_ = await self.store.open_round_in(event.channel)

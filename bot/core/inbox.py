@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot import metrics
+from bot.core.anonymity import Keyring, open_payload, seal_payload
 from bot.core.clock import Clock
 from bot.core.codec import decode_incoming, encode_incoming
 from bot.core.events import (
@@ -113,7 +114,9 @@ class Inbox:
         outbox: Outbox,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        keyring: Callable[[], Keyring] | None = None,
     ):
+        self.keyring = keyring  # seals payloads at rest (docs/privacy.md); None: plain
         self.store = store
         self.clock = clock
         self._handle = handle
@@ -132,6 +135,8 @@ class Inbox:
         """Store ``event`` durably under ``key`` (None: a generated key). Raises NotSaved."""
         key = key or f"gen:{uuid.uuid4().hex}"
         payload = encode_incoming(event)
+        if self.keyring is not None:
+            payload = seal_payload(self.keyring(), payload)
         last: BaseException | None = None
         for attempt in range(2):  # one quick retry: a pooled connection may have gone stale
             try:
@@ -307,7 +312,10 @@ class Inbox:
         done = 0
         for row in await self.store.inbox_due(now):
             try:
-                event = decode_incoming(row.payload)
+                payload = row.payload
+                if self.keyring is not None:
+                    payload = open_payload(self.keyring(), payload)
+                event = decode_incoming(payload)
             except Exception as exc:
                 await self._failed(row.id, exc)
                 continue

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from bot import metrics
 from bot.config import Schedule
-from bot.core.anonymity import new_round_key, pseudonym
+from bot.core.anonymity import Keyring, KeyUnavailable, load_keyring, new_round_key, pseudonym
 from bot.core.clock import Clock
 from bot.core.events import (
     Actor,
@@ -30,6 +30,7 @@ from bot.library import Library
 from bot.plan import NextPrompt, pick_next, rotation_of, rotation_order
 from bot.prompts import Prompt
 from bot.storage.models import CLAIMED, POSTING, Response, RotationEntry, Round
+from bot.storage.privacy import replace_round_key
 from bot.storage.store import ChannelBusy, Store
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ POST_LEASE = timedelta(minutes=2)
 
 class AnswerRejected(ValueError):
     """The answer cannot be stored; the message says why. Nothing was saved."""
+
+
+class AnonymousLocked(Exception):
+    """Anonymous answers of this round cannot be matched to their author any more: the
+    server secret that sealed the round's key is gone. ``removed`` named answers went."""
+
+    def __init__(self, removed: int):
+        super().__init__(removed)
+        self.removed = removed
 
 
 class RotationExhausted(LookupError):
@@ -82,10 +92,24 @@ def round_post(round_: Round) -> RoundPost:
 
 
 class RoundService:
-    def __init__(self, store: Store, library: Callable[[], Library], clock: Clock):
+    def __init__(
+        self,
+        store: Store,
+        library: Callable[[], Library],
+        clock: Clock,
+        keyring: Keyring | None = None,
+    ):
         self.store = store
         self.library = library
         self.clock = clock
+        self._keyring = keyring
+
+    @property
+    def keyring(self) -> Keyring:
+        """The server secret's keyring; loaded (the key file created) on first need."""
+        if self._keyring is None:
+            self._keyring = load_keyring(self.store.engine.url)
+        return self._keyring
 
     # ---- rotation -----------------------------------------------------------------------
 
@@ -174,7 +198,7 @@ class RoundService:
             prompt_snapshot=prompt_view(prompt).to_json(),
             anonymous_allowed=(schedule is None or schedule.anonymous_answers == "allowed"),
             min_anonymous_group=schedule.min_anonymous_group if schedule else 3,
-            anon_key=new_round_key(),
+            anon_key=None,  # created, sealed, at the round's first anonymous answer
             created_at=now,
             due_at=due_at,
             remind_at=(now + schedule.reminder_after)
@@ -395,12 +419,10 @@ class RoundService:
             raise AnswerRejected("This round is closed, so answers are no longer collected.")
         now = self.clock.now()
         if anonymous:
-            if round_.anon_key is None:
-                raise AnswerRejected("This round is closed, so answers are no longer collected.")
             row = Response(
                 round_id=round_.id,
                 anonymous=True,
-                pseudonym=pseudonym(round_.anon_key, actor.key),
+                pseudonym=pseudonym(await self._anon_key(round_), actor.key),
                 question=question,
                 text=text,
                 message_ref=None,
@@ -438,13 +460,63 @@ class RoundService:
         return saved, updated, outcome
 
     async def withdraw(self, round_: Round, actor: Actor) -> int:
-        alias = pseudonym(round_.anon_key, actor.key) if round_.anon_key else None
+        """Remove the actor's answers in an open round. Raises AnonymousLocked (after
+        removing the named ones) when the round's key can no longer be opened."""
+        try:
+            alias = self.pseudonym_in(round_, actor)
+        except KeyUnavailable:
+            n = await self.store.delete_responses_of(round_.id, author_id=actor.key, pseudonym=None)
+            raise AnonymousLocked(n) from None
         return await self.store.delete_responses_of(round_.id, author_id=actor.key, pseudonym=alias)
+
+    def pseudonym_in(self, round_: Round, actor: Actor) -> str | None:
+        """The actor's pseudonym in an open round (None before any anonymous answer).
+        Raises KeyUnavailable when the server secret that sealed the key is gone."""
+        if round_.anon_key is None:
+            return None
+        return pseudonym(self.keyring.open(round_.id, round_.anon_key), actor.key)
+
+    async def _anon_key(self, round_: Round) -> bytes:
+        """The round's key, created (sealed under the server secret) when first needed.
+
+        If the sealed key cannot be opened (the key file was lost), the round gets a new
+        key: new anonymous answers still work; earlier ones can no longer be updated or
+        withdrawn by their authors (docs/privacy.md)."""
+        if round_.anon_key is not None:
+            try:
+                return self.keyring.open(round_.id, round_.anon_key)
+            except KeyUnavailable:
+                log.warning(
+                    "round %s: its anonymity key was sealed with another server secret "
+                    "(lost key file?); starting a new key for this round",
+                    round_.id,
+                )
+        fresh = new_round_key()
+        async with self.store.session() as s:
+            stored = await replace_round_key(
+                s, round_.id, round_.anon_key, self.keyring.seal(round_.id, fresh)
+            )
+        if stored is None:
+            raise AnswerRejected("This round is closed, so answers are no longer collected.")
+        round_.anon_key = stored
+        return self.keyring.open(round_.id, stored)
 
     # ---- views --------------------------------------------------------------------------
 
     async def summary(self, round_: Round, *, final: bool) -> Summary:
         return build_summary(round_, await self.store.responses(round_.id), final=final)
+
+
+def respondent_counts(round_: Round, responses: list[Response]) -> tuple[int, int]:
+    """(people who answered, people who answered anonymously). Open rounds count by
+    author and pseudonym; a closed round's pseudonyms are erased, so it uses the counts
+    taken in its closing transaction."""
+    if round_.respondents is not None and round_.anonymous_respondents is not None:
+        return round_.respondents, round_.anonymous_respondents
+    return (
+        len({r.author_id or r.pseudonym for r in responses}),
+        len({r.pseudonym for r in responses if r.anonymous}),
+    )
 
 
 def build_summary(round_: Round, responses: list[Response], *, final: bool) -> Summary:
@@ -457,8 +529,7 @@ def build_summary(round_: Round, responses: list[Response], *, final: bool) -> S
     be singled out by which question it went to.
     """
     prompt = PromptView.from_json(round_.prompt_snapshot)
-    respondents = len({r.author_id or r.pseudonym for r in responses})
-    anon_people = len({r.pseudonym for r in responses if r.anonymous})
+    respondents, anon_people = respondent_counts(round_, responses)
     pool_anonymous = 0 < anon_people < round_.min_anonymous_group
     numbers: list[int | None] = [*range(1, len(prompt.questions) + 1), None]
     groups = []
@@ -497,6 +568,7 @@ def build_summary(round_: Round, responses: list[Response], *, final: bool) -> S
 
 __all__ = [
     "MAX_ANSWER",
+    "AnonymousLocked",
     "AnswerRejected",
     "ChannelBusy",
     "NextPrompt",

@@ -23,6 +23,7 @@ _PG_MIGRATION_LOCK = 724_551_001  # arbitrary constant for pg_advisory_xact_lock
 
 
 def create_engine(url: str) -> AsyncEngine:
+    """``hide_parameters``: a database error in a log never carries answer texts or ids."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -31,11 +32,13 @@ def create_engine(url: str) -> AsyncEngine:
         # issues BEGIN IMMEDIATE, so a transaction that reads and then writes holds the
         # write lock from its start and never fails with SQLITE_BUSY halfway through
         # (and SAVEPOINTs work). SQLAlchemy's documented recipe for pysqlite/aiosqlite.
-        engine = create_async_engine(url, connect_args={"timeout": 30, "isolation_level": None})
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30, "isolation_level": None}, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -45,6 +48,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Erased anonymity keys and pseudonyms are zeroed in the file, not just unlinked.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

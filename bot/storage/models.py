@@ -2,7 +2,9 @@
 
 Privacy is a property of this schema, not just of the views: there is no table of
 members, no per-person counter, and an anonymous response has no author column value,
-only a pseudonym keyed by a per-round secret that is erased when the round closes.
+only a pseudonym keyed by a per-round secret. That secret is stored only sealed under
+the server's secret (which never enters the database), and it and every pseudonym of
+the round are erased when the round closes (see bot.core.anonymity, docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ class Round(Base):
     prompt_snapshot: Mapped[dict] = mapped_column(JSON)
     anonymous_allowed: Mapped[bool] = mapped_column(Boolean, default=True)
     min_anonymous_group: Mapped[int] = mapped_column(Integer, default=3)
-    # Per-round secret for anonymous pseudonyms; set to NULL when the round closes.
-    anon_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # Per-round secret for anonymous pseudonyms, sealed (AES-GCM) under the server secret;
+    # created at the first anonymous answer, set to NULL when the round closes.
+    anon_key: Mapped[bytes | None] = mapped_column(LargeBinary())
     message_ref: Mapped[str | None] = mapped_column(String(100))  # platform id of the post
     thread_ref: Mapped[str | None] = mapped_column(String(100))  # where replies go
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -110,6 +113,10 @@ class Round(Base):
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Counted when the round closes, just before its pseudonyms are erased (only then can
+    # anonymous answers still be told apart by author); NULL while open.
+    respondents: Mapped[int | None] = mapped_column(Integer)
+    anonymous_respondents: Mapped[int | None] = mapped_column(Integer)
 
     responses: Mapped[list[Response]] = relationship(
         back_populates="round", cascade="all, delete-orphan", order_by="Response.id"
@@ -236,3 +243,15 @@ class OutboxEntry(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PurgeLog(Base):
+    """What the retention job deleted and when, as counts only (``roundtable history``)."""
+
+    __tablename__ = "purge_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ran_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cutoff: Mapped[datetime] = mapped_column(UTCDateTime())  # the oldest cutoff applied
+    rounds: Mapped[int] = mapped_column(Integer)
+    answers: Mapped[int] = mapped_column(Integer)

@@ -42,6 +42,7 @@ from bot.storage.models import (
     RotationEntry,
     Round,
 )
+from bot.storage.privacy import close_anonymity, truncate_wal
 
 # The session of the transaction the current task runs in (``Store.transaction``).
 _ambient: ContextVar[AsyncSession | None] = ContextVar("roundtable_transaction", default=None)
@@ -64,11 +65,24 @@ class Store:
         # in-process is far cheaper than letting connections meet SQLite's busy handler,
         # which sleeps in steps of up to 100 ms. (Other processes still wait on busy_timeout.)
         self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._wal_dirty = False  # a round closed: truncate SQLite's WAL once committed
+
+    def _closed_something(self) -> None:
+        self._wal_dirty = True
+
+    async def _scrub(self) -> None:
+        """After a commit that closed rounds, outside any transaction: empty SQLite's WAL
+        so the erased keys and pseudonyms survive in no file (bot.storage.privacy)."""
+        if self._wal_dirty and _ambient.get() is None:
+            self._wal_dirty = False
+            async with self._turn():
+                await truncate_wal(self.engine)
 
     @classmethod
     async def open(cls, url: str) -> Store:
         engine = create_engine(url)
         await migrate(engine)
+        await truncate_wal(engine)  # no erased key bytes left behind by the migration
         return cls(engine)
 
     async def close(self) -> None:
@@ -110,6 +124,7 @@ class Store:
                 yield session
             finally:
                 _ambient.reset(token)
+        await self._scrub()
 
     @staticmethod
     def _savepoint(s: AsyncSession):
@@ -140,6 +155,7 @@ class Store:
                 await s.flush()
         except IntegrityError as exc:
             raise ChannelBusy(new.channel) from exc
+        await self._scrub()
         return new, closed
 
     async def _use_prompt(self, s: AsyncSession, entry: RotationEntry) -> None:
@@ -173,7 +189,9 @@ class Store:
                 r.status, r.status_reason = MISSED, REPLACED
                 await self._cancel_posts(s, [r.id], REPLACED)
             r.closed_at, r.anon_key, r.lease_until = now, None, None
-        await s.flush()
+        await close_anonymity(s, rows)
+        if rows:
+            self._closed_something()
         return closed
 
     async def close_round(
@@ -193,25 +211,34 @@ class Store:
                 .values(status=CLOSED, closed_at=now, anon_key=None, lease_until=None)
             )
             if result.rowcount == 1:
-                return await s.get(Round, round_id, populate_existing=True)
-            result = await s.execute(
-                update(Round)
-                .where(Round.id == round_id, Round.status.in_((CLAIMED, POSTING)))
-                .values(
-                    status=MISSED,
-                    status_reason=unposted_reason,
-                    closed_at=now,
-                    anon_key=None,
-                    lease_until=None,
+                self._closed_something()
+                await close_anonymity(s, [round_id])
+                closed = await s.get(Round, round_id, populate_existing=True)
+            else:
+                closed = None
+                result = await s.execute(
+                    update(Round)
+                    .where(Round.id == round_id, Round.status.in_((CLAIMED, POSTING)))
+                    .values(
+                        status=MISSED,
+                        status_reason=unposted_reason,
+                        closed_at=now,
+                        anon_key=None,
+                        lease_until=None,
+                    )
                 )
-            )
-            if result.rowcount == 1:
-                await self._cancel_posts(s, [round_id], unposted_reason)
-            return None
+                if result.rowcount == 1:
+                    await self._cancel_posts(s, [round_id], unposted_reason)
+                    await close_anonymity(s, [round_id])
+        if closed is not None:
+            await self._scrub()
+        return closed
 
     async def close_channel(self, channel: str, now: datetime) -> list[Round]:
         async with self.session() as s:
-            return await self._close_open_rounds(s, channel, now)
+            closed = await self._close_open_rounds(s, channel, now)
+        await self._scrub()
+        return closed
 
     async def mark_posted(
         self, round_id: int, message_ref: str | None, thread_ref: str | None, now: datetime
@@ -372,6 +399,7 @@ class Store:
                 claimed = await s.get(Round, round_id)
         except _Lost:
             return None, []
+        await self._scrub()
         return claimed, closed
 
     async def claim_many(
@@ -443,7 +471,11 @@ class Store:
             ]
             if used:
                 await s.execute(self._insert(RotationEntry).on_conflict_do_nothing(), used)
-            return claimed, posted
+            if open_rows:
+                await close_anonymity(s, [r.id for r in open_rows], rows=posted)
+                self._closed_something()
+        await self._scrub()
+        return claimed, posted
 
     async def lock_occurrence(self, schedule_name: str, occurrence: str) -> None:
         """Serialise claimers of one occurrence for the rest of the transaction (SQLite's
@@ -619,6 +651,8 @@ class Store:
                     lease_until=None,
                 )
             )
+            if result.rowcount == 1:
+                await close_anonymity(s, [round_id])
             return result.rowcount == 1
 
     async def due_reminders(self, now: datetime) -> list[Round]:
@@ -911,7 +945,7 @@ class Store:
             result = await s.execute(
                 update(InboxEntry)
                 .where(InboxEntry.id == entry_id, InboxEntry.status == PENDING)
-                .values(status=DONE, processed_at=now, error=None)
+                .values(status=DONE, processed_at=now, error=None, payload={})
             )
             return result.rowcount == 1
 
@@ -931,7 +965,7 @@ class Store:
             await s.execute(
                 update(InboxEntry)
                 .where(InboxEntry.id == entry_id)
-                .values(status=DONE, processed_at=now, error=None)
+                .values(status=DONE, processed_at=now, error=None, payload={})
             )
 
     async def inbox_attempt_failed(
@@ -945,7 +979,7 @@ class Store:
                 "not_before": retry_at,
             }
             if retry_at is None:
-                values.update(status=GAVE_UP, processed_at=now)
+                values.update(status=GAVE_UP, processed_at=now, payload={})
             await s.execute(
                 update(InboxEntry)
                 .where(InboxEntry.id == entry_id, InboxEntry.status == PENDING)
@@ -1107,6 +1141,8 @@ class Store:
                 )
             )
             await self._cancel_posts(s, [round_id], reason)
+            if result.rowcount == 1:
+                await close_anonymity(s, [round_id])
             return result.rowcount == 1
 
     async def stranded_rounds(self, now: datetime) -> list[Round]:
