@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from bot import metrics
-from bot.config import Secrets, database_url
+from bot.config import Secrets, database_url, default_data_dir
 from bot.core.anonymity import load_keyring
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
@@ -70,9 +70,10 @@ async def build_runtime(
     """Load and validate content (raises ProblemsFound), open and migrate the database."""
     library = LibraryHolder(load_library(config_path))
     url = database or database_url(library.current.config, config_path=config_path)
-    keyring = load_keyring(url)  # raises SecretProblem (one line) before touching the database
+    # raises SecretProblem (one line) before touching the database
+    keyring = load_keyring(url, data_dir=default_data_dir(config_path))
     log.info("database: %s", make_url(url).render_as_string(hide_password=True))
-    store = await Store.open(url)
+    store = await Store.open(url, keyring)
     clock = clock or SystemClock()
     await check_server_secret(store, keyring, clock.now())  # logs loudly on a mismatch
     service = RoundService(store, library, clock, keyring=keyring)

@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.config import Config, Secrets, resolve_config_path
+from bot.config import Config, Secrets, default_data_dir, resolve_config_path
 from bot.faults import EXIT_CODES_HELP, ExitCode, Fault
 from bot.yamlsource import ProblemsFound
 
@@ -162,13 +162,13 @@ def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     log.debug("traceback", exc_info=(type(exc), exc, exc.__traceback__))
 
 
-async def _open_store(url: str):
+async def _open_store(url: str, keyring: object | None = None):
     """The store, or a Fault naming what is wrong with the database."""
     from bot.faults import database_fault
     from bot.storage.store import Store
 
     try:
-        return await Store.open(url)
+        return await Store.open(url, keyring)
     except Exception as exc:
         raise (database_fault(exc, url) or exc) from None
 
@@ -224,8 +224,8 @@ def _privacy_service(args: argparse.Namespace):
         from bot.core.rounds import RoundService
 
         url = database_url(config, config_path=config_path)
-        keyring = load_keyring(url)
-        store = await _open_store(url)
+        keyring = load_keyring(url, data_dir=default_data_dir(config_path))
+        store = await _open_store(url, keyring)
         return store, RoundService(store, lambda: None, SystemClock(), keyring=keyring)
 
     return config, open_service

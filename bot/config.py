@@ -36,6 +36,13 @@ DEFAULT_CONFIG = Path("config/roundtable.yaml")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///../data/roundtable.db"
 CHANNEL_SCHEMES = ("slack", "discord", "console")
 
+
+def default_data_dir(config_path: Path) -> Path:
+    """The folder of the default database (and of the key file when the database is not a
+    SQLite file): ``data/`` beside the config folder, whatever the working directory."""
+    return (config_path.parent / "../data").resolve()
+
+
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 # Ten years: longer is a typo, and dates this far out overflow date arithmetic.

@@ -90,3 +90,19 @@ def test_every_command_sees_the_same_database_from_any_folder(project, tmp_path)
 
     second = bot("--config", config, "run", stdin="/discuss results\n", env=env, cwd=project)
     assert "you: an answer" in second.stdout
+
+
+async def test_the_key_file_of_a_postgresql_database_lives_beside_the_config_too(
+    project, pg_url, tmp_path, monkeypatch
+):
+    """With PostgreSQL there is no database file to sit beside: the server secret's key
+    file goes to the default data folder, found from the config file, not the cwd."""
+    from bot.app import build_runtime
+
+    monkeypatch.delenv("ROUNDTABLE_SECRET", raising=False)
+    monkeypatch.delenv("ROUNDTABLE_KEY_FILE", raising=False)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    runtime = await build_runtime(project / "config" / "roundtable.yaml", database=pg_url)
+    await runtime.close()
+    assert (project / "data" / "roundtable.key").is_file()
+    assert not (tmp_path / "elsewhere" / "data").exists()
