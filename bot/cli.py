@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.config import Config, Secrets, resolve_config_path
+from bot.config import Config, Secrets, default_data_dir, resolve_config_path
 from bot.faults import EXIT_CODES_HELP, ExitCode, Fault
 from bot.yamlsource import ProblemsFound
 
@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         asyncio.get_running_loop().set_exception_handler(_log_loop_error)
-        url = database_url(library.config)
+        url = database_url(library.config, config_path=library.config_path)
         try:
             runtime = await build_runtime(resolve_config_path(args.config), secrets=secrets)
         except ProblemsFound as exc:  # the files changed since they were checked above
@@ -162,13 +162,13 @@ def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     log.debug("traceback", exc_info=(type(exc), exc, exc.__traceback__))
 
 
-async def _open_store(url: str):
+async def _open_store(url: str, keyring: object | None = None):
     """The store, or a Fault naming what is wrong with the database."""
     from bot.faults import database_fault
     from bot.storage.store import Store
 
     try:
-        return await Store.open(url)
+        return await Store.open(url, keyring)
     except Exception as exc:
         raise (database_fault(exc, url) or exc) from None
 
@@ -180,8 +180,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     from bot.history import format_purges, format_rows, history, parse_since
     from bot.privacy import purge_history
 
+    config_path = resolve_config_path(args.config)
     try:
-        config, _ = load_config(resolve_config_path(args.config))
+        config, _ = load_config(config_path)
     except ProblemsFound as exc:
         _print_problems(exc.problems)
         return 1
@@ -193,7 +194,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> str:
-        store = await _open_store(database_url(config))
+        store = await _open_store(database_url(config, config_path=config_path))
         try:
             text = format_rows(await history(store, channel=args.channel, since=since), zone)
             purged = format_purges(await purge_history(store), zone)
@@ -210,8 +211,9 @@ def _privacy_service(args: argparse.Namespace):
     service reads the server secret like the bot does. None after printing problems."""
     from bot.config import database_url, load_config
 
+    config_path = resolve_config_path(args.config)
     try:
-        config, _ = load_config(resolve_config_path(args.config))
+        config, _ = load_config(config_path)
     except ProblemsFound as exc:
         _print_problems(exc.problems)
         return None
@@ -221,9 +223,9 @@ def _privacy_service(args: argparse.Namespace):
         from bot.core.clock import SystemClock
         from bot.core.rounds import RoundService
 
-        url = database_url(config)
-        keyring = load_keyring(url)
-        store = await _open_store(url)
+        url = database_url(config, config_path=config_path)
+        keyring = load_keyring(url, data_dir=default_data_dir(config_path))
+        store = await _open_store(url, keyring)
         return store, RoundService(store, lambda: None, SystemClock(), keyring=keyring)
 
     return config, open_service
@@ -364,7 +366,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     async def main() -> str:
         now = SystemClock().now()
-        store = await _open_store(database_url(library.config))
+        store = await _open_store(database_url(library.config, config_path=library.config_path))
         try:
             blocks = []
             for channel in channels:
@@ -437,21 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP + "\nSee docs/exit-codes.md for what to do about each.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config",
-        help="config file (default: $ROUNDTABLE_CONFIG or config/roundtable.yaml)",
-    )
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument(
-        "--log-level", default="INFO", type=_log_level, help="DEBUG, INFO, WARNING or ERROR"
-    )
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the bot (console adapter when no tokens are set)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check the config and every prompt set")
-    # also accepted after the subcommand, so hooks can append it (`roundtable validate --config X`)
-    p.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser(
         "history", help="list past rounds: what was asked where, and how many answered"
@@ -510,7 +503,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--application-id", type=int, help="default: read from DISCORD_BOT_TOKEN (no network)"
     )
     d.set_defaults(func=cmd_discord_invite_url)
+    for command in subcommand_parsers(parser):
+        add_global_options(command, after_command=True)
     return parser
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """``--config``, ``--log-format`` and ``--log-level``, accepted before or after a command.
+
+    Each subcommand gets a copy whose defaults are SUPPRESS, so a value given before the
+    command is not overwritten by the copy's default, and its ``--help`` lists them.
+    """
+
+    def default(value: str | None) -> str | None:
+        return argparse.SUPPRESS if after_command else value
+
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--config",
+        default=default(None),
+        help="config file (default: $ROUNDTABLE_CONFIG, else config/roundtable.yaml)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=default("text"),
+        help="text (default) or json, one object per line",
+    )
+    group.add_argument(
+        "--log-level",
+        default=default("INFO"),
+        type=_log_level,
+        help="DEBUG, INFO (default), WARNING or ERROR",
+    )
+
+
+def subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser``: commands and their actions (``prompts draft``)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found += [child, *subcommand_parsers(child)]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,8 +31,17 @@ from pydantic import (
 from bot.yamlsource import ProblemsFound, SourceDoc, load_yaml
 
 DEFAULT_CONFIG = Path("config/roundtable.yaml")
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/roundtable.db"
+# Relative SQLite paths are relative to the config file's folder, like ``prompts_dir``:
+# the shipped config/roundtable.yaml therefore keeps its data in data/roundtable.db.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///../data/roundtable.db"
 CHANNEL_SCHEMES = ("slack", "discord", "console")
+
+
+def default_data_dir(config_path: Path) -> Path:
+    """The folder of the default database (and of the key file when the database is not a
+    SQLite file): ``data/`` beside the config folder, whatever the working directory."""
+    return (config_path.parent / "../data").resolve()
+
 
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -332,6 +341,17 @@ class ConsoleSettings(Strict):
     user: str = Field(default="you", description="Who you are in the console.")
 
 
+class HealthSettings(Strict):
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port for /healthz and /metrics in every mode; none: off. "
+        "ROUNDTABLE_HEALTH_PORT wins over this.",
+    )
+    host: str = Field(default="0.0.0.0", description="Address the health port listens on.")
+
+
 class Config(Strict):
     """The file format of ``config/roundtable.yaml``."""
 
@@ -357,6 +377,7 @@ class Config(Strict):
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     console: ConsoleSettings = ConsoleSettings()
+    health: HealthSettings = HealthSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -483,11 +504,32 @@ def validate_config(doc: SourceDoc) -> tuple[Config, SourceDoc]:
         ) from None
 
 
-def database_url(config: Config, env: dict[str, str] | None = None) -> str:
-    """The database URL to use, normalised to an async driver."""
+def database_url(
+    config: Config, env: dict[str, str] | None = None, *, config_path: Path | None = None
+) -> str:
+    """The database URL to use, normalised to an async driver.
+
+    A relative SQLite path (from the environment, the config or the default) is resolved
+    against the config file's folder, so ``run``, ``history`` and ``plan`` open the same
+    database from any working directory.
+    """
     env = os.environ if env is None else env
     url = env.get("ROUNDTABLE_DATABASE_URL") or config.database_url or DEFAULT_DATABASE_URL
-    return normalise_database_url(url)
+    base = (config_path or resolve_config_path(None)).parent
+    return anchor_sqlite_path(normalise_database_url(url), base)
+
+
+def anchor_sqlite_path(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file path made absolute against ``base``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return url
+    if path.startswith("file:") or Path(path).is_absolute():
+        return url
+    return parsed.set(database=str((base / path).resolve())).render_as_string(hide_password=False)
 
 
 def normalise_database_url(url: str) -> str:

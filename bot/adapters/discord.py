@@ -26,6 +26,7 @@ import discord
 import yarl
 from discord import app_commands
 
+from bot import metrics
 from bot.config import DiscordSettings
 from bot.core import commands as core_commands
 from bot.core.dispatch import ChannelPost, NotSaved, Posted, PostFailed
@@ -746,7 +747,8 @@ class DiscordAdapter:
         if channel is None:
             try:
                 channel = await self.client.fetch_channel(channel_id)
-            except discord.HTTPException:
+            except discord.HTTPException as exc:
+                metrics.api_error(PLATFORM, exc.code or exc.status)
                 log.warning("discord: cannot look up channel %s", channel_id)
                 return None
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
@@ -813,6 +815,7 @@ class DiscordAdapter:
         if ticket is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
+        metrics.ack_since(PLATFORM, interaction.created_at)
         await self.answer(interaction, await self.ports.process(ticket))
 
     async def open_form(self, interaction: discord.Interaction, round_id: int, anon: bool) -> None:
@@ -840,6 +843,7 @@ class DiscordAdapter:
         # form opened before a restart is still saved: keep it out of discord.py's store.
         modal.stop()
         await interaction.response.send_modal(modal)
+        metrics.ack_since(PLATFORM, interaction.created_at)
 
     async def on_form_submit(self, interaction: discord.Interaction, custom_id: str) -> None:
         parts = custom_id.split(":")
@@ -859,6 +863,7 @@ class DiscordAdapter:
         if ticket is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
+        metrics.ack_since(PLATFORM, interaction.created_at)
         await self.answer(interaction, await self.ports.process(ticket))
 
     async def on_message(self, message: discord.Message) -> None:
@@ -983,6 +988,7 @@ class DiscordAdapter:
             )
             return None
         except discord.HTTPException as exc:
+            metrics.api_error(PLATFORM, exc.code or exc.status)
             if exc.status in (400, 403, 404):
                 raise PostFailed(_refusal(exc)) from exc
             raise  # 5xx after discord.py's own retries, or a cut connection: transient
@@ -1066,6 +1072,7 @@ class DiscordAdapter:
                 name=_shorten(title, 100), auto_archive_duration=10080
             )
         except discord.HTTPException as exc:
+            metrics.api_error(PLATFORM, exc.code or exc.status)
             if exc.code == THREAD_EXISTS:  # a retried post: the thread id is the message id
                 return str(message.id)
             if exc.status == 404:  # the round's message was deleted meanwhile (10008)
@@ -1167,6 +1174,9 @@ def _refusal(exc: discord.HTTPException) -> str:
 async def serve(runtime: Runtime) -> None:
     """Run the Discord adapter until cancelled (started by ``bot.app.run``)."""
     adapter = DiscordAdapter(runtime)
+    runtime.readiness.add(
+        "discord", lambda: adapter.client is not None and adapter.client.is_ready()
+    )
     try:
         await adapter.serve()
     except asyncio.CancelledError:

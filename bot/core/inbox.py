@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bot import metrics
 from bot.core import commands
 from bot.core.anonymity import Keyring, open_payload, seal_payload
 from bot.core.clock import Clock
@@ -38,6 +40,7 @@ from bot.core.events import (
     Reply,
     RoundPost,
     Summary,
+    platform_of,
 )
 from bot.core.outbox import Delivery, Outbox
 from bot.storage.store import Store
@@ -118,6 +121,7 @@ class Ticket:
     entry_id: int | None
     event: Incoming
     direct: bool = False
+    accepted_at: float = field(default_factory=time.monotonic)  # processing lag (metrics)
 
     @property
     def duplicate(self) -> bool:
@@ -164,6 +168,8 @@ class Inbox:
                 entry_id = await self._insert(key, payload)
                 if entry_id is None:
                     log.info("ignored a redelivered event (%s)", key.split(":", 1)[0])
+                else:
+                    metrics.event_received(platform_of(event.channel), type(event).__name__)
                 return Ticket(entry_id, event)
             except Exception as exc:
                 last = exc
@@ -214,6 +220,7 @@ class Inbox:
         delivery = await self.outbox.deliver(ids) if ids else Delivery()
         replies: Replies = list(outcome.replies)
         replies.extend(Reply(f"Could not post in {ch}: {why}") for ch, why in delivery.failures)
+        metrics.event_handled(platform_of(ticket.event.channel), ticket.accepted_at)
         return replies
 
     async def handle(self, event: Incoming, key: str | None = None) -> Replies:

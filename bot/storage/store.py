@@ -118,9 +118,9 @@ class Store:
                 await truncate_wal(self.engine)
 
     @classmethod
-    async def open(cls, url: str) -> Store:
+    async def open(cls, url: str, keyring: object | None = None) -> Store:
         engine = create_engine(url)
-        await migrate(engine)
+        await migrate(engine, keyring)
         await truncate_wal(engine)  # no erased key bytes left behind by the migration
         return cls(engine)
 

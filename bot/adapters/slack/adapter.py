@@ -30,6 +30,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import metrics
 from bot.adapters import StartupError
 from bot.adapters.slack import blocks, requests
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
@@ -50,6 +51,7 @@ from bot.core.events import (
 )
 from bot.core.inbox import DELAYED, NOT_SAVED
 from bot.core.ports import NameCache, Ports
+from bot.health import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,7 @@ class SlackAdapter:
             process_before_response=True,
             request_verification_enabled=not self.socket_mode,
         )
+        metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
         self.bot_user_id: str | None = None
         self._names = NameCache()
@@ -182,6 +185,7 @@ class SlackAdapter:
         self.ports.register(self)
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
+        web_app.router.add_get("/metrics", metrics_endpoint)  # as on the health port
         if not self.socket_mode:
             web_app.router.add_post("/slack/events", self._slack_events)
         self._runner = web.AppRunner(web_app, access_log=None)
@@ -530,6 +534,7 @@ class SlackAdapter:
                 continue
             except SlackApiError as exc:
                 error = _error(exc)
+                metrics.api_error(PLATFORM, error)
                 if error not in NOT_THERE:
                     log.warning("could not send an ephemeral reply in %s: %s", channel_id, error)
                     continue
@@ -683,6 +688,7 @@ class SlackAdapter:
                 return response["ts"]
             except SlackApiError as exc:
                 error = _error(exc)
+                metrics.api_error(PLATFORM, error)
                 if error in PERMANENT_ERRORS:
                     log.error(
                         "Slack refused to post in %s (%s). An admin should invite the bot "
