@@ -89,7 +89,7 @@ NOT_SHOWN = (
 
 
 def bot_permissions() -> discord.Permissions:
-    """The minimal permissions the bot needs (the README says why for each)."""
+    """The minimal permissions the bot needs (docs/discord.md says why for each)."""
     return discord.Permissions(
         view_channel=True,  # see the channels it posts rounds in
         send_messages=True,  # post the round
