@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from bot.config import Secrets, database_url
+from sqlalchemy.engine import make_url
+
+from bot import metrics
+from bot.config import Secrets, database_url, default_data_dir
 from bot.core.anonymity import load_keyring
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers
 from bot.core.ports import Ports
 from bot.core.rounds import RoundService
+from bot.health import Readiness, outbox_waiting, start_health
 from bot.library import LibraryHolder, load_library
 from bot.privacy import check_server_secret
 from bot.reload import Reloader
@@ -42,6 +46,7 @@ class Runtime:
     dispatcher: Dispatcher
     secrets: Secrets = field(default_factory=Secrets)
     reloader: Reloader | None = None  # watches prompts/ and the config (bot.reload)
+    readiness: Readiness = field(default_factory=Readiness)  # /healthz checks (bot.health)
     _ports: Ports | None = field(default=None, repr=False)
 
     @property
@@ -64,9 +69,11 @@ async def build_runtime(
 ) -> Runtime:
     """Load and validate content (raises ProblemsFound), open and migrate the database."""
     library = LibraryHolder(load_library(config_path))
-    url = database or database_url(library.current.config)
-    keyring = load_keyring(url)  # raises SecretProblem (one line) before touching the database
-    store = await Store.open(url)
+    url = database or database_url(library.current.config, config_path=config_path)
+    # raises SecretProblem (one line) before touching the database
+    keyring = load_keyring(url, data_dir=default_data_dir(config_path))
+    log.info("database: %s", make_url(url).render_as_string(hide_password=True))
+    store = await Store.open(url, keyring)
     clock = clock or SystemClock()
     await check_server_secret(store, keyring, clock.now())  # logs loudly on a mismatch
     service = RoundService(store, library, clock, keyring=keyring)
@@ -118,12 +125,18 @@ async def run(runtime: Runtime) -> None:
     )
     runtime.dispatcher.outbox.lease = _seconds("ROUNDTABLE_POST_LEASE_SECONDS", 120)
     await scheduler.start()
+    health = None
+    waiting = metrics.count_waiting(lambda: outbox_waiting(runtime.store))  # at scrape time
     try:
+        health = await start_health(runtime)  # /healthz and /metrics, when a port is set
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopper and not task.cancelled() and task.exception():
                 raise task.exception()
     finally:
+        metrics.forget_waiting(waiting)
+        if health is not None:
+            await health.stop()
         await scheduler.stop()
         for task in [*tasks, stopper]:
             task.cancel()

@@ -28,14 +28,25 @@ from pydantic import (
     model_validator,
 )
 
-from bot.yamlsource import ProblemsFound, load_yaml
+from bot.yamlsource import ProblemsFound, SourceDoc, load_yaml
 
 DEFAULT_CONFIG = Path("config/roundtable.yaml")
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/roundtable.db"
+# Relative SQLite paths are relative to the config file's folder, like ``prompts_dir``:
+# the shipped config/roundtable.yaml therefore keeps its data in data/roundtable.db.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///../data/roundtable.db"
 CHANNEL_SCHEMES = ("slack", "discord", "console")
+
+
+def default_data_dir(config_path: Path) -> Path:
+    """The folder of the default database (and of the key file when the database is not a
+    SQLite file): ``data/`` beside the config folder, whatever the working directory."""
+    return (config_path.parent / "../data").resolve()
+
 
 _DURATION = re.compile(r"(\d+)\s*([wdhms])")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+# Ten years: longer is a typo, and dates this far out overflow date arithmetic.
+MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -49,10 +60,17 @@ def parse_duration(value: object) -> timedelta:
     if not parts or _DURATION.sub("", text).strip():
         raise ValueError(f"'{value}' is not a duration; use e.g. '2d', '36h', '1d 12h', '90m'")
     total = timedelta()
-    for amount, unit in parts:
-        total += timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        for amount, unit in parts:
+            if len(amount) > 12:
+                raise OverflowError
+            total += timedelta(**{_UNITS[unit]: int(amount)})
+    except OverflowError:
+        total = MAX_DURATION + timedelta(days=1)
     if total <= timedelta(0):
         raise ValueError("a duration must be longer than zero")
+    if total > MAX_DURATION:
+        raise ValueError(f"'{value}' is too long; a duration is at most {MAX_DURATION.days}d")
     return total
 
 
@@ -77,7 +95,7 @@ Duration = Annotated[
 def _check_zone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a name too long
         raise ValueError(
             f"unknown time zone '{value}' (use an IANA name like Europe/Berlin)"
         ) from None
@@ -107,10 +125,12 @@ def _parse_day(value: object, what: str) -> date:
     if isinstance(value, date):
         return value
     if isinstance(value, str):
+        text = value.strip()
         try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
+            return date.fromisoformat(text)
+        except ValueError as exc:
+            if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", text):  # the shape is right, the day is not
+                raise ValueError(f"{what}: '{value}' is not a valid date ({exc})") from None
     raise ValueError(f"{what}: '{value}' is not a date; write it as 2026-12-24")
 
 
@@ -266,12 +286,23 @@ class Schedule(Strict):
         return v
 
 
+_CHANNEL_IDS = {
+    "slack": (re.compile(r"[A-Z0-9]{1,40}"), "a Slack channel ID such as C0123ABCD, not its name"),
+    "discord": (re.compile(r"[0-9]{1,20}"), "a Discord channel ID, a number such as 1234567890"),
+    "console": (re.compile(r"[^\s:]{1,80}"), "a console channel name without spaces"),
+}
+
+
 def check_channel(ref: str) -> str:
+    """``slack:C0123``, ``discord:<numeric id>`` or ``console:<name>``; else ValueError."""
     scheme, _, rest = ref.partition(":")
     if scheme not in CHANNEL_SCHEMES or not rest:
         raise ValueError(
             f"'{ref}' is not a channel; write slack:C0123, discord:<channel id> or console:<name>"
         )
+    pattern, what = _CHANNEL_IDS[scheme]
+    if not pattern.fullmatch(rest):
+        raise ValueError(f"'{ref}' is not a channel: after '{scheme}:' comes {what}")
     return ref
 
 
@@ -310,6 +341,17 @@ class ConsoleSettings(Strict):
     user: str = Field(default="you", description="Who you are in the console.")
 
 
+class HealthSettings(Strict):
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port for /healthz and /metrics in every mode; none: off. "
+        "ROUNDTABLE_HEALTH_PORT wins over this.",
+    )
+    host: str = Field(default="0.0.0.0", description="Address the health port listens on.")
+
+
 class Config(Strict):
     """The file format of ``config/roundtable.yaml``."""
 
@@ -335,11 +377,22 @@ class Config(Strict):
     slack: SlackSettings = SlackSettings()
     discord: DiscordSettings = DiscordSettings()
     console: ConsoleSettings = ConsoleSettings()
+    health: HealthSettings = HealthSettings()
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
         return _check_zone(v)
+
+    @field_validator("prompts_dir")
+    @classmethod
+    def _prompts_dir(cls, v: str) -> str:
+        return check_path_text(v)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        return None if v is None else check_database_url(v)
 
     @field_validator("schedules")
     @classmethod
@@ -358,6 +411,35 @@ class Config(Strict):
 
     def schedules_for(self, channel: str) -> list[Schedule]:
         return [s for s in self.schedules if channel in s.channels]
+
+
+def check_path_text(value: str) -> str:
+    """A path the file system can take: no control characters, not absurdly long."""
+    if not value.strip():
+        raise ValueError("the path is empty")
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ValueError(f"the path contains the control character U+{ord(bad):04X}")
+    if len(value.encode("utf-8", "surrogatepass")) > 1024 or any(
+        len(part.encode("utf-8", "surrogatepass")) > 255 for part in value.split("/")
+    ):
+        raise ValueError("the path is too long (at most 1024 bytes, 255 per folder name)")
+    return value
+
+
+def check_database_url(url: str) -> str:
+    """A SQLAlchemy URL for SQLite or PostgreSQL (checked without connecting)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shape = "write it like sqlite:///data/roundtable.db or postgresql://user@host/dbname"
+    try:
+        backend = make_url(normalise_database_url(url)).get_backend_name()
+    except (ArgumentError, ValueError):
+        raise ValueError(f"not a database URL; {shape}") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database '{backend}'; {shape}")
+    return url
 
 
 @dataclass(frozen=True)
@@ -403,7 +485,11 @@ def resolve_config_path(cli_value: str | None) -> Path:
 
 def load_config(path: Path, display: str | None = None):
     """Load and validate the config file; returns (Config, SourceDoc) or raises ProblemsFound."""
-    doc = load_yaml(path, display)
+    return validate_config(load_yaml(path, display))
+
+
+def validate_config(doc: SourceDoc) -> tuple[Config, SourceDoc]:
+    """Validate parsed config data; raise ProblemsFound with every problem, never another error."""
     data = doc.data if doc.data is not None else {}
     if not isinstance(data, dict):
         raise ProblemsFound([doc.problem((), "the config file must be a mapping of keys")])
@@ -411,13 +497,39 @@ def load_config(path: Path, display: str | None = None):
         return Config.model_validate(data), doc
     except ValidationError as exc:
         raise ProblemsFound(doc.problems_from(exc)) from None
+    except (RecursionError, MemoryError, OverflowError, OSError, TypeError) as exc:
+        # a validator met input nobody foresaw: still a problem report, never a crash
+        raise ProblemsFound(
+            [doc.problem((), f"cannot validate this file ({type(exc).__name__}: {exc})")]
+        ) from None
 
 
-def database_url(config: Config, env: dict[str, str] | None = None) -> str:
-    """The database URL to use, normalised to an async driver."""
+def database_url(
+    config: Config, env: dict[str, str] | None = None, *, config_path: Path | None = None
+) -> str:
+    """The database URL to use, normalised to an async driver.
+
+    A relative SQLite path (from the environment, the config or the default) is resolved
+    against the config file's folder, so ``run``, ``history`` and ``plan`` open the same
+    database from any working directory.
+    """
     env = os.environ if env is None else env
     url = env.get("ROUNDTABLE_DATABASE_URL") or config.database_url or DEFAULT_DATABASE_URL
-    return normalise_database_url(url)
+    base = (config_path or resolve_config_path(None)).parent
+    return anchor_sqlite_path(normalise_database_url(url), base)
+
+
+def anchor_sqlite_path(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file path made absolute against ``base``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return url
+    if path.startswith("file:") or Path(path).is_absolute():
+        return url
+    return parsed.set(database=str((base / path).resolve())).render_as_string(hide_password=False)
 
 
 def normalise_database_url(url: str) -> str:

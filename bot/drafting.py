@@ -516,6 +516,32 @@ def folder_ids_and_tags(prompts_dir: Path) -> tuple[set[str], list[str]]:
     return ids, tags
 
 
+def same_article(prompts_dir: Path, draft: Draft) -> str | None:
+    """Where the folder already has this article (same URL, else same title), or None."""
+    from bot.prompts import collect_prompt_sets
+
+    sets, _, _ = collect_prompt_sets(prompts_dir)  # the readable sets, even if others are broken
+    url, title = _url_key(draft.url), _title_key(draft.title)
+    for loaded in sets.values():
+        for prompt in loaded.prompts:
+            if url and prompt.url is not None and _url_key(str(prompt.url)) == url:
+                return f"{loaded.path} as '{prompt.id}' (same URL)"
+            if title and _title_key(prompt.title) == title:
+                return f"{loaded.path} as '{prompt.id}' (same title)"
+    return None
+
+
+def _url_key(url: str | None) -> str:
+    if not url:
+        return ""
+    key = re.sub(r"^https?://(www\.)?", "", url.strip().lower()).split("#", 1)[0]
+    return key.rstrip("/")
+
+
+def _title_key(title: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", title).casefold().split())
+
+
 async def draft_command(
     source: str,
     *,
@@ -523,8 +549,13 @@ async def draft_command(
     prompts_dir: Path | None,
     fetch_timeout: float = DEFAULT_TIMEOUT,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_duplicate: bool = False,
 ) -> tuple[str, str | None]:
-    """Make the draft; append it when asked. Returns (entry text, appended file or None)."""
+    """Make the draft; append it when asked. Returns (entry text, appended file or None).
+
+    Appending an article the folder already has is refused (it would be posted twice)
+    unless ``allow_duplicate`` says it is meant.
+    """
     article = await read_source(source, fetch_timeout=fetch_timeout, max_bytes=max_bytes)
     folder = append.parent if append is not None else prompts_dir
     taken, known = folder_ids_and_tags(folder) if folder and folder.is_dir() else (set(), [])
@@ -532,5 +563,13 @@ async def draft_command(
     entry = render_entry(draft)
     if append is None:
         return entry, None
+    if not allow_duplicate and folder is not None and folder.is_dir():
+        where = same_article(folder, draft)
+        if where is not None:
+            raise NothingAppended(
+                f"this article is already in {where}, so nothing was appended to {append} "
+                "(pass --allow-duplicate to append it anyway)",
+                entry,
+            )
     append_entry(append, draft)
     return entry, str(append)

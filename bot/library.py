@@ -6,13 +6,16 @@ reload, so what passes ``roundtable validate`` is exactly what the bot accepts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.config import Config, Schedule, load_config
-from bot.prompts import LoadedSet, Prompt, load_prompt_sets
-from bot.yamlsource import Problem, ProblemsFound
+from bot.config import Config, Schedule, check_path_text, validate_config
+from bot.prompts import LoadedSet, Prompt, collect_prompt_sets
+from bot.yamlsource import Problem, ProblemsFound, SourceDoc, load_yaml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,44 +58,88 @@ class Library:
 
 
 def load_library(config_path: Path) -> Library:
-    """Load the config and every prompt set it points at; raise ProblemsFound with all problems."""
+    """Load the config and every prompt set it points at; raise ProblemsFound with all problems.
+
+    Nothing else ever escapes: whatever is in the files, the answer is a library or a
+    list of ``path:line:col: message`` problems (validate, run and live reload rely on it).
+    """
+    try:
+        return _load_library(config_path)
+    except ProblemsFound:
+        raise
+    except Exception as exc:  # a fault nobody foresaw is still reported like a problem
+        log.debug("loading %s failed", config_path, exc_info=True)
+        raise ProblemsFound(
+            [Problem(str(config_path), 1, 1, f"cannot load ({type(exc).__name__}: {exc})")]
+        ) from None
+
+
+def _load_library(config_path: Path) -> Library:
     problems: list[Problem] = []
     shown = str(config_path)
+    doc: SourceDoc | None = None
+    config: Config | None = None
     try:
-        config, doc = load_config(config_path, shown)
-    except ProblemsFound as exc:
-        raise ProblemsFound(exc.problems) from None
-    prompts_dir = (config_path.parent / config.prompts_dir).resolve()
-    try:
-        sets = load_prompt_sets(prompts_dir, display_root=Path.cwd())
+        doc = load_yaml(config_path, shown)
+        config, _ = validate_config(doc)
     except ProblemsFound as exc:
         problems.extend(exc.problems)
-        sets = {}
-    else:
-        if not sets:
+    # A broken config must not hide broken prompt sets: check them at the folder the
+    # config names (if that much can be read), else at the default folder.
+    prompts_dir_text = config.prompts_dir if config else _raw_prompts_dir(doc)
+    try:
+        prompts_dir = (config_path.parent / prompts_dir_text).resolve()
+        if config is None and not prompts_dir.is_dir():
+            raise ProblemsFound(problems)  # nothing more to check without a config
+    except (OSError, ValueError, RuntimeError) as exc:
+        if config is None:  # the config's own problem says enough
+            raise ProblemsFound(problems) from None
+        why = getattr(exc, "strerror", None) or str(exc)
+        where = doc.problem(("prompts_dir",), "") if doc else Problem(shown, 1, 1, "")
+        problems.append(
+            Problem(where.path, where.line, where.col, f"prompts_dir: cannot use this path: {why}")
+        )
+        raise ProblemsFound(problems) from None
+    sets, set_problems, set_ids = collect_prompt_sets(prompts_dir, display_root=Path.cwd())
+    problems.extend(set_problems)
+    if config is not None and doc is not None and not set_ids:
+        if not set_problems:
             problems.append(
                 doc.problem(("prompts_dir",), f"no prompt sets (*.yaml) found in {prompts_dir}")
             )
-    if not problems:
-        known = ", ".join(sorted(sets)) or "none"
+    elif config is not None and doc is not None:  # names are checked once there are sets
+        known = ", ".join(sorted(set_ids)) or "none"
         for i, schedule in enumerate(config.schedules):
-            if schedule.prompt_set not in sets:
+            if schedule.prompt_set not in set_ids:
                 problems.append(
                     doc.problem(
                         ("schedules", i, "prompt_set"),
                         f"unknown prompt set '{schedule.prompt_set}' (known: {known})",
                     )
                 )
-        if config.default_prompt_set and config.default_prompt_set not in sets:
+        if config.default_prompt_set and config.default_prompt_set not in set_ids:
             problems.append(
                 doc.problem(
                     ("default_prompt_set",),
                     f"unknown prompt set '{config.default_prompt_set}' (known: {known})",
                 )
             )
-    if problems:
+    if problems or config is None:
         raise ProblemsFound(problems)
     return Library(config=config, config_path=config_path, prompt_sets=sets)
+
+
+def _raw_prompts_dir(doc: SourceDoc | None) -> str:
+    """``prompts_dir`` from a config that failed validation, if it is usable text."""
+    default = Config.model_fields["prompts_dir"].default
+    data = doc.data if doc is not None else None
+    value = data.get("prompts_dir") if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        return default
+    try:
+        return check_path_text(value)
+    except ValueError:
+        return default
 
 
 Listener = Callable[[Library, Library], Awaitable[None]]

@@ -39,6 +39,32 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class OneLineErrors(logging.Filter):
+    """Below DEBUG, an exception is told on its record's line, never as a traceback.
+
+    Libraries log tracebacks for things that are not bugs (discord.py on every gateway
+    reconnect, for example); admins get one line each, and ``--log-level DEBUG`` brings
+    the tracebacks back.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            told = " ".join(str(exc).split())
+            if len(told) > 300:
+                told = told[:299] + "…"
+            name = type(exc).__name__
+            record.msg = (
+                f"{record.getMessage()} ({name}: {told})"
+                if told
+                else f"{record.getMessage()} ({name})"
+            )
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -54,6 +80,8 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    if level.upper() != "DEBUG":
+        handler.addFilter(OneLineErrors())  # before redaction, which then sees the line
     handler.addFilter(RedactSecrets(secrets))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -71,3 +99,25 @@ def setup_logging(fmt: str = "text", level: str = "INFO", secrets: Iterable[str]
     # level (docs/privacy.md; tests/privacy/test_logs.py).
     for wire in PAYLOAD_LOGGERS:
         logging.getLogger(wire).setLevel(max(logging.INFO, root.level))
+
+
+def install_excepthooks() -> None:
+    """Uncaught errors (main thread or any other) become one log line, never a bare traceback.
+
+    They go through the configured handler, so ``--log-format json`` stays JSON and the
+    redaction filter sees them; the traceback itself is logged at DEBUG.
+    """
+    import threading
+
+    log = logging.getLogger("bot")
+
+    def report(exc_type, exc, tb, where: str = "") -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            return
+        log.error("unexpected error%s: %s: %s", where, exc_type.__name__, exc)
+        log.debug("traceback", exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = report
+    threading.excepthook = lambda a: report(
+        a.exc_type, a.exc_value, a.exc_traceback, f" in thread {a.thread.name if a.thread else '?'}"
+    )

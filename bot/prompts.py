@@ -96,12 +96,31 @@ class LoadedSet(BaseModel):
 
 def load_prompt_sets(directory: Path, display_root: Path | None = None) -> dict[str, LoadedSet]:
     """Load every ``*.yaml`` in ``directory``; raise ProblemsFound listing all problems."""
+    sets, problems, _ = collect_prompt_sets(directory, display_root)
+    if problems:
+        raise ProblemsFound(problems)
+    return sets
+
+
+def collect_prompt_sets(
+    directory: Path, display_root: Path | None = None
+) -> tuple[dict[str, LoadedSet], list[Problem], set[str]]:
+    """Every valid set, every problem, and the ids of all set files (valid or not).
+
+    Never raises: an unreadable folder or a file no validator foresaw is a problem too.
+    """
     problems: list[Problem] = []
     sets: dict[str, LoadedSet] = {}
     seen_ids: dict[str, Problem] = {}
-    if not directory.is_dir():
-        raise ProblemsFound([Problem(str(directory), 1, 1, "prompts directory does not exist")])
-    for file in sorted(directory.glob("*.yaml")):
+    try:
+        if not directory.is_dir():
+            what = "is not a directory" if directory.exists() else "does not exist"
+            return sets, [Problem(str(directory), 1, 1, f"prompts directory {what}")], set()
+        files = sorted(directory.glob("*.yaml"))
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        return sets, [Problem(str(directory), 1, 1, f"cannot read prompts directory: {why}")], set()
+    for file in files:
         shown = _display(file, display_root)
         try:
             doc = load_yaml(file, shown)
@@ -113,6 +132,11 @@ def load_prompt_sets(directory: Path, display_root: Path | None = None) -> dict[
             content = PromptSet.model_validate(doc.data)
         except ValidationError as exc:
             problems.extend(doc.problems_from(exc))
+            continue
+        except (RecursionError, MemoryError, OverflowError, OSError, TypeError) as exc:
+            problems.append(
+                doc.problem((), f"cannot validate this file ({type(exc).__name__}: {exc})")
+            )
             continue
         for i, prompt in enumerate(content.prompts):
             where = doc.problem(("prompts", i, "id"), "")
@@ -127,15 +151,13 @@ def load_prompt_sets(directory: Path, display_root: Path | None = None) -> dict[
             else:
                 seen_ids[prompt.id] = where
         sets[set_id] = LoadedSet(id=set_id, path=shown, content=content)
-    if problems:
-        raise ProblemsFound(problems)
-    return sets
+    return sets, problems, {f.stem for f in files}
 
 
 def _display(file: Path, root: Path | None) -> str:
     if root is not None:
         try:
             return str(file.resolve().relative_to(root.resolve()))
-        except ValueError:
+        except (ValueError, OSError, RuntimeError):
             pass
     return str(file)

@@ -19,6 +19,7 @@ from bot.library import Library, LibraryHolder, load_library
 from bot.yamlsource import Problem, ProblemsFound
 
 log = logging.getLogger(__name__)
+_LOGGED_PROBLEMS = 100  # a pathological edit may have thousands; the log gets the first ones
 
 
 def describe_change(old: Library, new: Library) -> str:
@@ -68,6 +69,7 @@ class Reloader:
         self.attempts = 0  # reloads tried so far (watchers and tests wait on ``attempted``)
         self.attempted = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.retry_s = 5.0  # after the watcher itself fails (folder gone, too many watches)
 
     async def reload(self) -> list[Problem]:
         """Validate the files on disk; apply them if valid. Returns the problems ([] = ok)."""
@@ -79,27 +81,46 @@ class Reloader:
                 self.attempted.set()
 
     async def _reload(self) -> list[Problem]:
-        """One attempt, under the lock."""
+        """One attempt, under the lock. Never raises: a failure is reported as a problem."""
         try:
             new = await asyncio.to_thread(load_library, self.config_path)
         except ProblemsFound as exc:
-            self.holder.last_problems = list(exc.problems)
-            log.error(
-                "reload refused: %d problem%s; still running on the last good content",
-                len(exc.problems),
-                "s" * (len(exc.problems) != 1),
-            )
-            for problem in exc.problems:
-                log.error("%s", problem)
-            return list(exc.problems)
+            return self._refuse(list(exc.problems))
+        except Exception as exc:  # load_library reports problems only; this is a last guard
+            log.debug("reload failed", exc_info=True)
+            return self._refuse([self._fault("cannot reload", exc)])
         old = self.holder.current
-        if new == old:
-            self.holder.last_problems = []
-            log.info("reload: no changes")
-            return []
-        await self.holder.replace(new)
-        log.info("reloaded: %s", describe_change(old, new))
+        try:
+            if new == old:
+                self.holder.last_problems = []
+                log.info("reload: no changes")
+                return []
+            await self.holder.replace(new)
+            log.info("reloaded: %s", describe_change(old, new))
+        except Exception as exc:  # a listener (e.g. the scheduler) failed to take the change
+            log.debug("applying the reload failed", exc_info=True)
+            problems = [self._fault("reloaded, but applying it failed", exc)]
+            self.holder.last_problems = problems
+            log.error("%s", problems[0])
+            return problems
         return []
+
+    def _fault(self, what: str, exc: BaseException) -> Problem:
+        return Problem(str(self.config_path), 1, 1, f"{what} ({type(exc).__name__}: {exc})")
+
+    def _refuse(self, problems: list[Problem]) -> list[Problem]:
+        """Keep the last good library; log and remember the problems for /discuss sets."""
+        self.holder.last_problems = problems
+        log.error(
+            "reload refused: %d problem%s; still running on the last good content",
+            len(problems),
+            "s" * (len(problems) != 1),
+        )
+        for problem in problems[:_LOGGED_PROBLEMS]:
+            log.error("%s", problem)
+        if len(problems) > _LOGGED_PROBLEMS:
+            log.error("… and %d more problems", len(problems) - _LOGGED_PROBLEMS)
+        return problems
 
     def watched_paths(self) -> tuple[Path, Path]:
         """(config directory, prompts directory) of the live library."""
@@ -123,12 +144,13 @@ class Reloader:
         file. Restarts the watch when a reload moves ``prompts_dir``.
         """
         stop = stop or asyncio.Event()
-        config_file = self.config_path.resolve()
         while not stop.is_set():
-            config_dir, prompts_dir = self.watched_paths()
-            paths = sorted({config_dir, prompts_dir})
-            log.info("watching %s for changes", ", ".join(map(str, paths)))
+            paths: list[Path] = []
             try:
+                config_file = self.config_path.resolve()
+                config_dir, prompts_dir = self.watched_paths()
+                paths = sorted({config_dir, prompts_dir})
+                log.info("watching %s for changes", ", ".join(map(str, paths)))
                 async for changes in awatch(
                     *paths,
                     watch_filter=self._relevant(config_file, prompts_dir),
@@ -144,9 +166,12 @@ class Reloader:
                     await self.reload()
                     if self.watched_paths() != (config_dir, prompts_dir):
                         break  # prompts_dir moved: watch the new place
-            except (FileNotFoundError, OSError) as exc:
-                log.error("cannot watch %s (%s); retrying in 5s", paths, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # watching must go on: a fault here never ends the bot
+                shown = ", ".join(map(str, paths)) or str(self.config_path)
+                log.error("cannot watch %s (%s); retrying in %gs", shown, exc, self.retry_s)
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=5)
+                    await asyncio.wait_for(stop.wait(), timeout=self.retry_s)
                 except TimeoutError:
                     pass

@@ -1,12 +1,18 @@
-"""The scheduler's database work is batched: one occurrence across its channels is one
-transaction, and a sweep with nothing due writes nothing (SQL statements are recorded)."""
+"""The database work is batched: one occurrence across its channels is one transaction,
+a sweep with nothing due writes nothing, and answers arriving together share their
+inbox and processing transactions (SQL statements are recorded)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
+from bot.core.events import MessagePosted
+from bot.storage.models import InboxEntry
+from tests.support import make_chat
 from tests.test_scheduling import BERLIN, config, setup, tick_at
 
 CHANNELS = "[console:a, console:b, console:c, console:d, console:e]"
@@ -61,5 +67,40 @@ async def test_a_sweep_with_nothing_due_writes_nothing(tmp_path, sqlite_url):
             await tick_at(chat, scheduler, fire + timedelta(minutes=minutes))
         assert recorder.writes() == []
         assert recorder.transactions  # it did look
+    finally:
+        await chat.store.close()
+
+
+async def test_answers_arriving_together_are_stored_and_processed_in_one_transaction_each(
+    config_path, sqlite_url
+):
+    """Group commit under concurrency: 20 answers accepted at once are one inbox INSERT
+    transaction (one fsync), and processed together in one transaction with a single
+    claim UPDATE and no savepoints."""
+    chat = await make_chat(config_path, sqlite_url)
+    try:
+        await chat.say("/discuss now")
+        inbox = chat.dispatcher.inbox
+        events = [
+            MessagePosted(chat.actor(f"p{i}"), chat.channel, f"answer {i}", f"m-{i}")
+            for i in range(20)
+        ]
+        recorded = Statements(chat.store.engine)
+        tickets = await asyncio.gather(
+            *(inbox.accept(f"console:m-{i}", e) for i, e in enumerate(events))
+        )
+        accepted = list(recorded.transactions)
+        replies = await asyncio.gather(*(inbox.process(t) for t in tickets))
+        processed = recorded.transactions[len(accepted) :]
+        assert [len(t) for t in accepted] == [1]  # one INSERT … RETURNING for all 20
+        assert all(r[0].text == "Saved your answer." for r in replies)
+        [batch] = [t for t in processed if any("UPDATE inbox" in s for s in t)]
+        assert sum("UPDATE inbox" in s for s in batch) == 1
+        assert not any(s.startswith("SAVEPOINT") for s in batch)
+        round_ = await chat.store.open_round_in(chat.channel)
+        assert len(await chat.store.responses(round_.id)) == 20
+        async with chat.store.session() as s:  # processed: the payload is not kept
+            rows = (await s.scalars(select(InboxEntry))).all()
+        assert {(r.status, json.dumps(r.payload)) for r in rows} == {("done", "{}")}
     finally:
         await chat.store.close()

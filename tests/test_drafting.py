@@ -161,13 +161,14 @@ def test_append_keeps_comments_and_formatting_and_validates(tmp_path, capsys):
     assert library.prompt_sets["reading"].content.description.startswith("Short reads")
     assert cli.main(["--config", str(config), "validate"]) == 0
 
-    # the same article again gets a fresh id, so the file still validates
-    assert (
-        cli.main(
-            ["--config", str(config), "prompts", "draft", str(SEED["000"]), "--append", str(target)]
-        )
-        == 0
-    )
+    # the same article again is refused: it would be posted twice
+    again_args = ["--config", str(config), "prompts", "draft", str(SEED["000"])]
+    assert cli.main([*again_args, "--append", str(target)]) == 1
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and "already in" in out.err and "(same title)" in out.err
+    assert target.read_text(encoding="utf-8") == new
+    # unless it is meant: then it gets a fresh id, so the file still validates
+    assert cli.main([*again_args, "--append", str(target), "--allow-duplicate"]) == 0
     again = load_library(config).prompt_sets["reading"].prompts
     assert again[-1].id == "the-impact-of-a-toxic-culture-on-big-techs-ai-research-2"
 

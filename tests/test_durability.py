@@ -102,6 +102,51 @@ async def test_a_transient_database_error_while_processing_is_retried(chat, monk
     assert [r.text for r in await chat.store.responses(round_.id)] == ["second try"]
 
 
+async def test_a_row_that_raises_in_a_batch_rolls_back_alone(chat, monkeypatch):
+    """Rows ready together share one transaction; one that raises is redone in its own
+    savepoint and fails alone, the others are stored once and confirmed."""
+    await chat.say("/discuss now")
+    real = chat.store.save_response
+    calls: list[str] = []
+
+    async def boom(row, **kwargs):
+        calls.append(row.text)
+        if row.text == "boom":
+            raise RuntimeError("a bug in one handler")
+        return await real(row, **kwargs)
+
+    monkeypatch.setattr(chat.store, "save_response", boom)
+    inbox = chat.dispatcher.inbox
+    tickets = [
+        await inbox.accept(f"console:b-{who}", answer(chat, text, who, f"b-{who}"))
+        for who, text in [("bob", "first"), ("carol", "boom"), ("dave", "third")]
+    ]
+    replies = await asyncio.gather(*(inbox.process(t) for t in tickets))
+    assert [r.text for r in replies[0]] == ["Saved your answer."]
+    assert [r.text for r in replies[1]] == ["Sorry, that failed on our side; please try again."]
+    assert [r.text for r in replies[2]] == ["Saved your answer."]
+    assert calls.count("first") == 2  # the batch ran once together, then redone isolated
+    round_ = await chat.store.open_round_in(chat.channel)
+    assert sorted(r.text for r in await chat.store.responses(round_.id)) == ["first", "third"]
+    async with chat.store.session() as s:
+        rows = {r.key: r for r in (await s.scalars(select(InboxEntry))).all()}
+    assert (rows["console:b-carol"].status, rows["console:b-carol"].attempts) == ("pending", 1)
+    assert rows["console:b-bob"].status == rows["console:b-dave"].status == "done"
+
+
+async def test_commands_that_change_nothing_skip_the_inbox_and_the_rest_are_stored(chat):
+    """help, preview, sets and typos change no state: answered without a durable write
+    (their ack waits for no commit); everything else is stored first."""
+    assert "/discuss answer" in await chat.say("/discuss help")
+    assert "Prompt sets" in await chat.say("/discuss sets", who="admin")
+    assert "Unknown command `anwser`" in await chat.say("/discuss anwser hi")
+    async with chat.store.session() as s:
+        assert (await s.scalars(select(InboxEntry))).all() == []
+    await chat.say("/discuss next")
+    async with chat.store.session() as s:
+        assert len((await s.scalars(select(InboxEntry))).all()) == 1
+
+
 class RefusingPlatform(FindingPlatform):
     """Refuses round posts for good, as Slack does with not_in_channel."""
 
@@ -175,6 +220,7 @@ async def test_a_digest_that_failed_to_post_is_delivered_once_later(tmp_path, sq
             await tick_at(chat, scheduler, fire + timedelta(days=1, minutes=minutes))
         [digest] = chat.platform.summaries()
         assert isinstance(digest, Summary) and digest.final and digest.respondents == 1
+        assert digest.resume  # a re-send: the platform skips the chunks that landed
         async with chat.store.session() as s:
             statuses = (await s.scalars(select(OutboxEntry.status))).all()
         assert set(statuses) == {"sent"}

@@ -57,3 +57,45 @@ def test_cli_log_format_json_writes_parseable_lines(tmp_path):
     records = [json.loads(line) for line in result.stderr.splitlines()]
     assert any("console adapter" in r["message"] for r in records)
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+
+
+def test_library_tracebacks_are_one_line_unless_debug(capsys):
+    """discord.py logs a traceback on every gateway reconnect: admins get one line."""
+    setup_logging("text", "INFO", [SECRET])
+    try:
+        raise ConnectionRefusedError(111, f"Connect call failed ({SECRET})")
+    except ConnectionRefusedError:
+        logging.getLogger("discord.client").exception("Attempting a reconnect in 1.00s")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith(
+        "Attempting a reconnect in 1.00s (ConnectionRefusedError: [Errno 111] "
+        "Connect call failed ([redacted]))"
+    )
+    setup_logging("json", "DEBUG", [SECRET])
+    try:
+        raise ConnectionRefusedError(111, "refused")
+    except ConnectionRefusedError:
+        logging.getLogger("discord.client").exception("Attempting a reconnect")
+    (record,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert "Traceback" in record["exception"]  # DEBUG keeps the details
+
+
+def test_uncaught_errors_in_threads_are_one_log_line(capsys):
+    import threading
+
+    from bot.logsetup import install_excepthooks
+
+    setup_logging("json", "INFO", [SECRET])
+    before = threading.excepthook, sys.excepthook
+    install_excepthooks()
+    try:
+        thread = threading.Thread(target=lambda: 1 / 0, name="worker")
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook, sys.excepthook = before
+    (record,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert (
+        record["message"]
+        == "unexpected error in thread worker: ZeroDivisionError: division by zero"
+    )

@@ -1,6 +1,8 @@
 """What can be checked about packaging without a Docker engine."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -16,15 +18,26 @@ def test_readme_has_the_two_commands_and_ci_runs_the_test_one():
     readme = (REPO / "README.md").read_text()
     assert RUN_COMMAND in readme and TEST_COMMAND in readme
     ci = (REPO / ".ci" / "run").read_text()
-    last = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")][-1]
-    assert last == TEST_COMMAND
+    lines = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")]
+    (test,) = [i for i, line in enumerate(lines) if line.startswith(TEST_COMMAND)]
+    assert lines[test] == f"{TEST_COMMAND} || exit"  # a failing pip stops CI too
     assert "ROUNDTABLE_REQUIRE_PG=1" in ci
+    # After it only the image step, which can never fail CI.
+    assert lines[test + 1 :] == [
+        'timeout 1500 .ci/build-image || echo "image: step ended with exit $? (it never decides CI)"'
+    ]
 
 
 def test_dockerfile_installs_this_package_and_runs_the_same_entry_point():
     docker = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.1[1-9]-slim", docker, re.M)
-    assert re.search(r"^RUN pip install \.$", docker, re.M)
+    # users get the official image; CI passes a local Debian base through the same argument
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.1[1-9]-slim$", docker, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", docker, re.M)
+    # a venv: Debian's own python3 refuses system-wide pip installs (PEP 668)
+    assert re.search(
+        r"^RUN python3 -m venv /opt/venv && /opt/venv/bin/python -m pip install \.$", docker, re.M
+    )
+    assert "PATH=/opt/venv/bin:$PATH" in docker
     assert re.search(r"^USER (?!root)\w+", docker, re.M)
     assert 'VOLUME ["/data"]' in docker
     assert "ROUNDTABLE_DATABASE_URL=sqlite:////data/roundtable.db" in docker
@@ -51,21 +64,6 @@ def test_the_wheel_carries_the_migrations(tmp_path):
     assert "bot/cli.py" in names
 
 
-def test_the_readme_configuration_example_is_a_valid_config(tmp_path):
-    """The reference in the README must not drift from what the bot accepts."""
-    from bot.config import load_config
-
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Configuration") :]
-    example = section[
-        section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml"))
-    ]
-    path = tmp_path / "roundtable.yaml"
-    path.write_text(example)
-    config, _ = load_config(path)
-    assert config.schedules[0].holidays is not None
-
-
 def test_slack_manifest_asks_for_exactly_what_the_adapter_needs():
     import yaml
 
@@ -83,6 +81,19 @@ def test_slack_manifest_asks_for_exactly_what_the_adapter_needs():
     assert command["command"] == "/discuss"
 
 
-def test_the_readme_shows_the_slack_manifest_as_shipped():
-    manifest = (REPO / "deploy" / "slack-app-manifest.yaml").read_text().rstrip()
-    assert manifest in (REPO / "README.md").read_text()
+def test_the_image_step_skips_with_a_reason_where_it_cannot_work(tmp_path):
+    """CI must never fail for lack of a container engine: no apt-get here, so it skips."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "id", "dirname", "mktemp", "rm", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    result = subprocess.run(
+        [str(bin_dir / "bash"), str(REPO / ".ci" / "build-image")],
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("image: skipped: ")
+    assert os.access(REPO / ".ci" / "build-image", os.X_OK)

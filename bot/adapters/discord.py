@@ -26,6 +26,7 @@ import discord
 import yarl
 from discord import app_commands
 
+from bot import metrics
 from bot.config import DiscordSettings
 from bot.core import commands as core_commands
 from bot.core.dispatch import ChannelPost, NotSaved, Posted, PostFailed
@@ -88,7 +89,7 @@ NOT_SHOWN = (
 
 
 def bot_permissions() -> discord.Permissions:
-    """The minimal permissions the bot needs (the README says why for each)."""
+    """The minimal permissions the bot needs (docs/discord.md says why for each)."""
     return discord.Permissions(
         view_channel=True,  # see the channels it posts rounds in
         send_messages=True,  # post the round
@@ -746,7 +747,8 @@ class DiscordAdapter:
         if channel is None:
             try:
                 channel = await self.client.fetch_channel(channel_id)
-            except discord.HTTPException:
+            except discord.HTTPException as exc:
+                metrics.api_error(PLATFORM, exc.code or exc.status)
                 log.warning("discord: cannot look up channel %s", channel_id)
                 return None
         parent = channel.parent_id if isinstance(channel, discord.Thread) else None
@@ -813,6 +815,7 @@ class DiscordAdapter:
         if ticket is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
+        metrics.ack_since(PLATFORM, interaction.created_at)
         await self.answer(interaction, await self.ports.process(ticket))
 
     async def open_form(self, interaction: discord.Interaction, round_id: int, anon: bool) -> None:
@@ -840,6 +843,7 @@ class DiscordAdapter:
         # form opened before a restart is still saved: keep it out of discord.py's store.
         modal.stop()
         await interaction.response.send_modal(modal)
+        metrics.ack_since(PLATFORM, interaction.created_at)
 
     async def on_form_submit(self, interaction: discord.Interaction, custom_id: str) -> None:
         parts = custom_id.split(":")
@@ -859,6 +863,7 @@ class DiscordAdapter:
         if ticket is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
+        metrics.ack_since(PLATFORM, interaction.created_at)
         await self.answer(interaction, await self.ports.process(ticket))
 
     async def on_message(self, message: discord.Message) -> None:
@@ -978,15 +983,23 @@ class DiscordAdapter:
                 if isinstance(message, Summary)
                 else thread_post_texts(message)
             )
-            await self._post_texts(channel_id, message.thread_ref, texts, message.key)
+            await self._post_texts(
+                channel_id, message.thread_ref, texts, message.key, message.resume
+            )
             return None
         except discord.HTTPException as exc:
+            metrics.api_error(PLATFORM, exc.code or exc.status)
             if exc.status in (400, 403, 404):
                 raise PostFailed(_refusal(exc)) from exc
             raise  # 5xx after discord.py's own retries, or a cut connection: transient
 
     async def _post_texts(
-        self, channel_id: int, thread_ref: str | None, texts: list[str], key: str | None
+        self,
+        channel_id: int,
+        thread_ref: str | None,
+        texts: list[str],
+        key: str | None,
+        resume: bool = False,
     ) -> None:
         reply_to: int | None = None
         if thread_ref and thread_ref.startswith(REPLY_PREFIX):
@@ -994,27 +1007,37 @@ class DiscordAdapter:
         else:
             target = int(thread_ref) if thread_ref else channel_id
         try:
-            await self._send_texts(target, texts, reply_to, key)
+            await self._send_texts(target, texts, reply_to, key, resume)
         except discord.NotFound as exc:
             if target == channel_id or exc.code != UNKNOWN_CHANNEL:
                 raise
             # The thread was deleted; a thread started on a message has that message's id,
             # so post in the channel as a reply to the round instead of losing the post.
             log.warning("discord: thread %s is gone; posting in its channel instead", target)
-            await self._send_texts(channel_id, texts, target, key)
+            await self._send_texts(channel_id, texts, target, key, resume)
 
     async def _send_texts(
-        self, target: int, texts: list[str], reply_to: int | None, key: str | None
+        self,
+        target: int,
+        texts: list[str],
+        reply_to: int | None,
+        key: str | None,
+        resume: bool = False,
     ) -> None:
         channel = await self._messageable(target)
+        landed = await self._landed(channel) if resume else set()
         reference = None
         if reply_to is not None:
             reference = discord.MessageReference(
                 message_id=reply_to, channel_id=target, fail_if_not_exists=False
             )
         for n, text in enumerate(texts):
-            # the outbox row's key as nonce (≤ 25 characters), per chunk
-            nonce = f"{key[:22]}-{n}" if key else None
+            # the outbox key as nonce, per chunk (≤ 25 characters); discord.py sends it
+            # with enforce_nonce, so Discord answers a re-send within minutes with the
+            # earlier message; after longer, a re-send skips chunks found in history
+            nonce = f"{key[: 24 - len(str(n))]}#{n}" if key else None
+            if text in landed:
+                continue
             await channel.send(
                 text,
                 reference=reference if n == 0 else None,
@@ -1049,6 +1072,7 @@ class DiscordAdapter:
                 name=_shorten(title, 100), auto_archive_duration=10080
             )
         except discord.HTTPException as exc:
+            metrics.api_error(PLATFORM, exc.code or exc.status)
             if exc.code == THREAD_EXISTS:  # a retried post: the thread id is the message id
                 return str(message.id)
             if exc.status == 404:  # the round's message was deleted meanwhile (10008)
@@ -1085,6 +1109,16 @@ class DiscordAdapter:
             )
         except discord.HTTPException as exc:
             log.warning("discord: could not post the missing-permission notice: %s", exc)
+
+    async def _landed(self, channel: discord.abc.Messageable) -> set[str]:
+        """What the bot posted recently here (history carries no nonce: match the text)."""
+        assert self.client is not None and self.client.user is not None
+        try:
+            found = [m async for m in channel.history(limit=50)]  # type: ignore[attr-defined]
+        except discord.HTTPException as exc:  # unreadable: rely on the nonce alone
+            log.warning("discord: cannot read history before a re-send: %s", exc)
+            return set()
+        return {m.content for m in found if m.author.id == self.client.user.id}
 
     async def find_post(self, channel: str, round_key: str) -> Posted | None:
         """After a crash mid-post: the round's message by nonce or footer in recent history."""
@@ -1140,6 +1174,9 @@ def _refusal(exc: discord.HTTPException) -> str:
 async def serve(runtime: Runtime) -> None:
     """Run the Discord adapter until cancelled (started by ``bot.app.run``)."""
     adapter = DiscordAdapter(runtime)
+    runtime.readiness.add(
+        "discord", lambda: adapter.client is not None and adapter.client.is_ready()
+    )
     try:
         await adapter.serve()
     except asyncio.CancelledError:

@@ -221,10 +221,13 @@ def parse_secret(value: str) -> bytes:
     return raw
 
 
-def key_file_path(database_url: str, env: Mapping[str, str] | None = None) -> Path:
+def key_file_path(
+    database_url: str, env: Mapping[str, str] | None = None, *, data_dir: Path | None = None
+) -> Path:
     """Where the key file lives: ``ROUNDTABLE_KEY_FILE``, else beside a SQLite database
     file (``data/roundtable.db`` → ``data/roundtable.key``), else in the default data
-    directory (PostgreSQL, in-memory SQLite)."""
+    directory (PostgreSQL, in-memory SQLite): ``data_dir``, which the CLI resolves against
+    the config file's folder like the default database."""
     env = os.environ if env is None else env
     if env.get(KEY_FILE_ENV):
         return Path(env[KEY_FILE_ENV])
@@ -234,10 +237,12 @@ def key_file_path(database_url: str, env: Mapping[str, str] | None = None) -> Pa
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         db = Path(url.database)
         return db.with_name(f"{db.stem}.key" if db.suffix != ".key" else f"{db.name}.secret")
-    return DEFAULT_DATA_DIR / KEY_FILE_NAME
+    return (data_dir or DEFAULT_DATA_DIR) / KEY_FILE_NAME
 
 
-def load_keyring(database_url: str, env: Mapping[str, str] | None = None) -> Keyring:
+def load_keyring(
+    database_url: str, env: Mapping[str, str] | None = None, *, data_dir: Path | None = None
+) -> Keyring:
     """The server's keyring: from ``ROUNDTABLE_SECRET``, else from the key file, which is
     created (mode 0600) on first use. Raises SecretProblem with a one-line reason."""
     env = os.environ if env is None else env
@@ -246,7 +251,7 @@ def load_keyring(database_url: str, env: Mapping[str, str] | None = None) -> Key
             return Keyring(parse_secret(env[SECRET_ENV]), origin=SECRET_ENV)
         except SecretProblem as exc:
             raise SecretProblem(f"{SECRET_ENV}: {exc}") from None
-    path = key_file_path(database_url, env)
+    path = key_file_path(database_url, env, data_dir=data_dir)
     try:
         return Keyring(_read_or_create(path), origin=str(path))
     except SecretProblem as exc:

@@ -193,6 +193,7 @@ class Summary:
     show_counts: bool = True
     note: str | None = None
     key: str | None = None  # idempotency key of this post (set by the outbox)
+    resume: bool = False  # a re-send (set by the outbox): skip the parts that landed
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class ThreadPost:
     quote: str | None = None
     question: int | None = None
     key: str | None = None  # idempotency key of this post (set by the outbox)
+    resume: bool = False  # a re-send (set by the outbox): skip the parts that landed
 
 
 Outgoing = Reply | RoundPost | Summary | ThreadPost

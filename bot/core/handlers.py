@@ -392,7 +392,9 @@ class Handlers:
             f"The files on disk have {n} problem{'s' * (n != 1)}; the bot keeps running on "
             "the last good content until they are fixed:"
         ]
-        lines.extend(f"  {p}" for p in problems)
+        lines.extend(f"  {p}" for p in problems[:20])
+        if n > 20:  # a pathological edit can have thousands; chat messages have limits
+            lines.append(f"  … and {n - 20} more (`roundtable validate` lists them all)")
         return "\n".join(lines)
 
     def _exhausted(self, channel: str) -> str:

@@ -14,17 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from bot import metrics
+from bot.core import commands
 from bot.core.anonymity import Keyring, open_payload, seal_payload
 from bot.core.clock import Clock
 from bot.core.codec import decode_incoming, encode_incoming
+from bot.core.commands import CommandError
 from bot.core.events import (
     CommandInvoked,
     FormSubmitted,
@@ -36,6 +40,7 @@ from bot.core.events import (
     Reply,
     RoundPost,
     Summary,
+    platform_of,
 )
 from bot.core.outbox import Delivery, Outbox
 from bot.storage.store import Store
@@ -55,6 +60,10 @@ DELAYED = (
 FAILED = "Sorry, that failed on our side; please try again."
 
 Replies = list[Reply | Summary | RoundPost]
+
+
+class _RowFailed(Exception):
+    """A row of a batch raised: the batch is redone with a savepoint per row."""
 
 
 class NotSaved(Exception):
@@ -89,16 +98,34 @@ def order_keys(event: Incoming) -> list[str]:
     return sorted(keys)
 
 
+# Commands that change nothing and read nothing a person's earlier events could have
+# changed: answered at once, never stored (the inbox holds what can change state).
+STATELESS_COMMANDS = frozenset({"help", "preview", "sets"})
+
+
+def stateless(event: Incoming) -> bool:
+    """A ``/discuss`` command that changes no state (help, preview, sets, a typo)."""
+    if not isinstance(event, CommandInvoked):
+        return False
+    try:
+        return commands.parse(event.text).name in STATELESS_COMMANDS
+    except CommandError:
+        return True  # answered with what to type instead
+
+
 @dataclass(frozen=True)
 class Ticket:
-    """An accepted event. ``entry_id`` is None for a redelivery (nothing to do)."""
+    """An accepted event. ``entry_id`` is None for a redelivery (nothing to do), or for a
+    ``direct`` event that changes no state and is handled without being stored."""
 
     entry_id: int | None
     event: Incoming
+    direct: bool = False
+    accepted_at: float = field(default_factory=time.monotonic)  # processing lag (metrics)
 
     @property
     def duplicate(self) -> bool:
-        return self.entry_id is None
+        return self.entry_id is None and not self.direct
 
 
 class Inbox:
@@ -129,6 +156,8 @@ class Inbox:
 
     async def accept(self, key: str | None, event: Incoming) -> Ticket:
         """Store ``event`` durably under ``key`` (None: a generated key). Raises NotSaved."""
+        if stateless(event):
+            return Ticket(None, event, direct=True)
         key = key or f"gen:{uuid.uuid4().hex}"
         payload = encode_incoming(event)
         if self.keyring is not None:
@@ -139,6 +168,8 @@ class Inbox:
                 entry_id = await self._insert(key, payload)
                 if entry_id is None:
                     log.info("ignored a redelivered event (%s)", key.split(":", 1)[0])
+                else:
+                    metrics.event_received(platform_of(event.channel), type(event).__name__)
                 return Ticket(entry_id, event)
             except Exception as exc:
                 last = exc
@@ -178,6 +209,9 @@ class Inbox:
 
     async def process(self, ticket: Ticket) -> Replies:
         """Handle an accepted event; returns what to tell the person who acted."""
+        if ticket.direct:
+            outcome = await self._handle(ticket.event)  # writes nothing, posts nothing
+            return list(outcome.replies)
         if ticket.entry_id is None:
             return []
         outcome, ids = await self._run(ticket.entry_id, ticket.event)
@@ -186,6 +220,7 @@ class Inbox:
         delivery = await self.outbox.deliver(ids) if ids else Delivery()
         replies: Replies = list(outcome.replies)
         replies.extend(Reply(f"Could not post in {ch}: {why}") for ch, why in delivery.failures)
+        metrics.event_handled(platform_of(ticket.event.channel), ticket.accepted_at)
         return replies
 
     async def handle(self, event: Incoming, key: str | None = None) -> Replies:
@@ -235,8 +270,8 @@ class Inbox:
         return None, []  # pragma: no cover (the loop always returns)
 
     async def _in_batch(self, entry_id: int, event: Incoming) -> tuple[Outcome | None, list[int]]:
-        """Rows ready at the same time are processed in one transaction, each in its own
-        savepoint (one commit and one fsync for all; a failing row rolls back alone)."""
+        """Rows ready at the same time are processed in one transaction (one commit and
+        one fsync for all; a failing row rolls back alone, see ``_batch_isolated``)."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._work.append((entry_id, event, future))
         if self._worker is None or self._worker.done():
@@ -246,23 +281,11 @@ class Inbox:
     async def _process_batches(self) -> None:
         while self._work:
             batch, self._work = self._work[:BATCH], self._work[BATCH:]
-            results: dict[int, Any] = {}
             try:
-                async with self.store.transaction() as session:
-                    for entry_id, event, future in batch:
-                        try:
-                            async with session.begin_nested():
-                                now = self.clock.now()
-                                if not await self.store.inbox_claim(entry_id, now):
-                                    results[id(future)] = (None, [])  # done already
-                                    continue
-                                outcome = await self._handle(event)
-                                ids = await self.outbox.write(outcome.posts)
-                            results[id(future)] = (outcome, ids)
-                        except Exception as exc:
-                            if transient(exc):
-                                raise  # the database is away: the whole batch retries
-                            results[id(future)] = exc
+                try:
+                    results = await self._batch_fast(batch)
+                except _RowFailed:  # one row raised: redo the batch, a savepoint each
+                    results = await self._batch_isolated(batch)
             except Exception as exc:
                 for _, _, future in batch:
                     if not future.done():
@@ -276,6 +299,50 @@ class Inbox:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _batch_fast(self, batch: list) -> dict[int, Any]:
+        """The usual case, no row fails: all rows claimed in one UPDATE, no savepoints
+        (each would cost two statements per row). Any row's exception rolls the whole
+        transaction back (``_RowFailed``) and the batch is redone by ``_batch_isolated``."""
+        results: dict[int, Any] = {}
+        async with self.store.transaction():
+            claimed = await self.store.inbox_claim_many(
+                [entry_id for entry_id, _, _ in batch], self.clock.now()
+            )
+            for entry_id, event, future in batch:
+                if entry_id not in claimed:
+                    results[id(future)] = (None, [])  # done already
+                    continue
+                claimed.discard(entry_id)  # the same row twice in a batch: once
+                try:
+                    outcome = await self._handle(event)
+                    ids = await self.outbox.write(outcome.posts)
+                except Exception as exc:
+                    if transient(exc):
+                        raise  # the database is away: the whole batch retries
+                    raise _RowFailed from exc
+                results[id(future)] = (outcome, ids)
+        return results
+
+    async def _batch_isolated(self, batch: list) -> dict[int, Any]:
+        """Each row in its own savepoint: a failing row rolls back alone."""
+        results: dict[int, Any] = {}
+        async with self.store.transaction() as session:
+            for entry_id, event, future in batch:
+                try:
+                    async with session.begin_nested():
+                        now = self.clock.now()
+                        if not await self.store.inbox_claim(entry_id, now):
+                            results[id(future)] = (None, [])  # done already
+                            continue
+                        outcome = await self._handle(event)
+                        ids = await self.outbox.write(outcome.posts)
+                    results[id(future)] = (outcome, ids)
+                except Exception as exc:
+                    if transient(exc):
+                        raise  # the database is away: the whole batch retries
+                    results[id(future)] = exc
+        return results
 
     async def _failed(self, entry_id: int, exc: Exception) -> Outcome:
         now = self.clock.now()

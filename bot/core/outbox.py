@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot import metrics
 from bot.core.clock import Clock
 from bot.core.codec import ChannelPost, decode_post, encode_post
 from bot.core.events import RoundPost, Summary, ThreadPost, platform_of
@@ -204,6 +205,8 @@ class Outbox:
             # a round ended while its post was in flight, and the post landed: it was
             # seen, so it is closed with its digest rather than left "missed"
             seen = await self.store.close_landed(sorted(delivery.posted), now)
+            for closed in seen:
+                metrics.round_closed(platform_of(closed.channel))
             if seen:
                 answers = await self.store.responses_of([r.id for r in seen])
                 late = await self.write(
@@ -238,6 +241,7 @@ class Outbox:
                 found = await platform.find_post(row.channel, post.round_key)
                 if found is not None:
                     self._sent(delivery, row, post, found)
+                    metrics.round_opened(platform_of(row.channel))
                     log.info("round %s was already posted; recorded it", round_.id)
                     delivery.rounds.append(round_.id)
                     return
@@ -256,17 +260,13 @@ class Outbox:
                 return
             post = replace(post, thread_ref=round_.thread_ref or round_.message_ref)
         if not isinstance(post, RoundPost) and (recovering or row.attempts):
-            # tried before (its sender died, or a failure after it may have landed):
-            # ask the platform for the key before posting again
-            find = getattr(platform, "find_message", None)
-            thread = getattr(post, "thread_ref", None)
-            if find is not None and await find(row.channel, row.key, thread):
-                log.info("a post in %s had landed already; not posting it again", row.channel)
-                self._sent(delivery, row, post, None)
-                return
+            # tried before (its sender died, or a failure after it may have landed): the
+            # platform skips the parts (a digest's chunks) whose keys it finds
+            post = replace(post, resume=True)
         try:
             posted = await platform.post(post)
         except PostFailed as exc:
+            metrics.post_failed(post, permanent=True)
             reason = str(exc) or "the platform refused"
             log.error("cannot post in %s: %s (not retried)", row.channel, reason)
             async with self.store.transaction():  # rounds before outbox rows: lock order
@@ -278,12 +278,14 @@ class Outbox:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # transient: back off and let a later sweep retry
+            metrics.post_failed(post, permanent=False)
             await self._retry(row, exc, now)
             delivery.failures.append((row.channel, type(exc).__name__))
             return
         self._sent(delivery, row, post, posted)
         if isinstance(post, RoundPost):
             delivery.rounds.append(post.round_id)
+            metrics.round_opened(platform_of(row.channel))
 
     @staticmethod
     def _sent(

@@ -26,7 +26,8 @@ def prompt_text(prompt: PromptView) -> str:
 def round_text(post: RoundPost) -> str:
     head = "Preview" if post.preview else f"Round {post.round_id}"
     bar = f"== {head} · {post.channel} "
-    hint = 'Reply to share your thoughts; start with "2:" to answer question 2.'
+    hint = "Reply to share your thoughts"
+    hint += '; start with "2:" to answer question 2.' if len(post.prompt.questions) > 1 else "."
     if post.anonymous_allowed:
         hint += "\nTo answer anonymously: /discuss answer --anonymous <text>"
     return "\n".join([bar + "=" * max(3, WIDTH - len(bar)), prompt_text(post.prompt), "", hint])

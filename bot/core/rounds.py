@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from bot import metrics
 from bot.config import Schedule
 from bot.core.anonymity import (
     Keyring,
@@ -29,6 +30,7 @@ from bot.core.events import (
     RoundPost,
     Summary,
     ThreadPost,
+    platform_of,
 )
 from bot.core.lifecycle import Lifecycle
 from bot.library import Library
@@ -176,6 +178,7 @@ class RoundService:
         outcome = Outcome()
         for old in closed:
             outcome.posts.append(await self.summary(old, final=True))
+            metrics.round_closed(platform_of(old.channel))
         outcome.posts.append(round_post(round_))
         log.info("opened round %s in %s with prompt %s", round_.id, channel, prompt.id)
         return round_, outcome
@@ -243,6 +246,7 @@ class RoundService:
             return None, outcome
         for old in closed:
             outcome.posts.append(await self.summary(old, final=True))
+            metrics.round_closed(platform_of(old.channel))
         outcome.posts.append(round_post(round_))
         log.info(
             "claimed %s/%s in %s: round %s with prompt %s",
@@ -294,6 +298,7 @@ class RoundService:
         answers = await self.store.responses_of([r.id for r in closed])
         for old in closed:
             outcome.posts.append(build_summary(old, answers.get(old.id, []), final=True))
+            metrics.round_closed(platform_of(old.channel))
         outcome.posts.extend(round_post(r) for r in claimed)
         for round_ in claimed:
             self._note_running_out(round_.channel, picks[round_.channel], schedule)
@@ -370,6 +375,7 @@ class RoundService:
         if closed is not None:
             outcome.posts.append(await self.summary(closed, final=True))
             log.info("closed round %s in %s", closed.id, closed.channel)
+            metrics.round_closed(platform_of(closed.channel))
         return outcome
 
     async def mark_posted(
@@ -448,6 +454,7 @@ class RoundService:
             )
         if not anonymous:
             saved, updated = await self.store.save_response(row, replace_same_question=True)
+        metrics.answer_stored(platform_of(round_.channel), anonymous=anonymous)
         outcome = Outcome()
         if anonymous:
             label = f"Anonymous answer to Q{question}:" if question else "Anonymous answer:"

@@ -63,23 +63,24 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-def _upgrade(sync_connection) -> None:
+def _upgrade(sync_connection, keyring: object | None = None) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = sync_connection
+    cfg.attributes["keyring"] = keyring  # the server secret's keyring, for 0003
     command.upgrade(cfg, "head")
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision."""
+async def migrate(engine: AsyncEngine, keyring: object | None = None) -> None:
+    """Bring the schema to the newest revision (``keyring`` seals keys migration 0003 finds)."""
     url = engine.url
     if url.get_backend_name() == "sqlite":
         with _file_lock(url.database):
             async with engine.begin() as conn:
-                await conn.run_sync(_upgrade)
+                await conn.run_sync(_upgrade, keyring)
         return
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(_upgrade, keyring)
 
 
 @contextlib.contextmanager

@@ -176,7 +176,12 @@ class ChannelState(Base):
 
 
 class ProcessedEvent(Base):
-    """Platform event ids already handled, so redeliveries are stored once."""
+    """Platform event ids already handled, so redeliveries are stored once.
+
+    No longer written: the inbox's unique key dedups redeliveries now. The table stays
+    (rows from older versions are pruned after the window, and forget-me deletes a
+    person's dedup rows from it), so no migration drops it.
+    """
 
     __tablename__ = "processed_events"
 

@@ -19,6 +19,7 @@ __all__ = ["SlackAdapter", "serve"]
 async def serve(runtime: Runtime) -> None:
     """Register with the dispatcher, serve Slack until cancelled, then drain and close."""
     adapter = SlackAdapter(runtime)
+    runtime.readiness.add("slack", adapter.healthy)  # the health port's /healthz
     try:
         await adapter.start()
         await asyncio.Event().wait()

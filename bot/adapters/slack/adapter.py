@@ -29,8 +29,8 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot import metrics
 from bot.adapters import StartupError
 from bot.adapters.slack import blocks, requests
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
@@ -51,6 +51,7 @@ from bot.core.events import (
 )
 from bot.core.inbox import DELAYED, NOT_SAVED
 from bot.core.ports import NameCache, Ports
+from bot.health import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ PERMANENT_ERRORS = frozenset(
 # Message subtypes that are ordinary user messages (answers); everything else is ignored.
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 HISTORY_LIMIT = 200
+RESPOND_TIMEOUT = aiohttp.ClientTimeout(total=10)
+THREAD_PAGES = 25  # up to 5,000 thread replies searched before a re-send
 # auth.test errors that mean the token itself is wrong (https://docs.slack.dev/reference/methods/auth.test)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 # chat.postEphemeral refusals after which the person is told by direct message instead
@@ -141,6 +144,7 @@ class SlackAdapter:
             process_before_response=True,
             request_verification_enabled=not self.socket_mode,
         )
+        metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
         self.bot_user_id: str | None = None
         self._names = NameCache()
@@ -181,6 +185,7 @@ class SlackAdapter:
         self.ports.register(self)
         web_app = web.Application()
         web_app.router.add_get("/healthz", self._healthz)
+        web_app.router.add_get("/metrics", metrics_endpoint)  # as on the health port
         if not self.socket_mode:
             web_app.router.add_post("/slack/events", self._slack_events)
         self._runner = web.AppRunner(web_app, access_log=None)
@@ -389,12 +394,24 @@ class SlackAdapter:
         await self._learn_name(body["user_id"], body.get("user_name"))
 
     async def _respond(self, url: str, **payload: Any) -> None:
-        """Post to a ``response_url`` with the shared session (bolt's ``respond`` opens a
-        new HTTP session for every call)."""
-        try:
-            await AsyncWebhookClient(url, session=self.http).send_dict(payload)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+        """POST the JSON message to a ``response_url`` with the shared session
+        (https://api.slack.com/interactivity/handling#message_responses). Plain aiohttp:
+        bolt's ``respond`` opens a new HTTP session per call, and slack_sdk's webhook
+        client cost as much CPU per confirmation as the rest of an answer's processing."""
+        for attempt in range(2):  # one retry of a dropped keep-alive connection
+            try:
+                async with self.http.post(url, json=payload, timeout=RESPOND_TIMEOUT) as r:
+                    await r.read()
+                    if r.status >= 400:
+                        log.warning("could not answer a /discuss command: HTTP %s", r.status)
+                return
+            except aiohttp.ClientConnectionError as exc:
+                if attempt == 0 and not isinstance(exc, aiohttp.ServerTimeoutError):
+                    continue
+                log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:  # ValueError: a bad URL
+                log.warning("could not answer a /discuss command: %s", type(exc).__name__)
+            return
 
     async def _quiet(self, ticket: Ticket) -> None:
         await self.ports.process(ticket)
@@ -517,6 +534,7 @@ class SlackAdapter:
                 continue
             except SlackApiError as exc:
                 error = _error(exc)
+                metrics.api_error(PLATFORM, error)
                 if error not in NOT_THERE:
                     log.warning("could not send an ephemeral reply in %s: %s", channel_id, error)
                     continue
@@ -572,26 +590,30 @@ class SlackAdapter:
             return Posted(message_ref=ts)
         if isinstance(message, Summary):
             fallback = blocks.fallback(render.summary_text(message))
+            landed = await self._landed(channel_id, message)
             for n, chunk in enumerate(blocks.summary_messages(message)):
-                await self._send_keyed(
-                    channel_id,
-                    text=fallback,
-                    blocks_=chunk,
-                    thread_ts=message.thread_ref,
-                    # only the first part is shown in the channel; the rest stays in the thread
-                    broadcast=message.final and message.thread_ref is not None and n == 0,
-                    key=f"{message.key}-{n}" if message.key else None,
-                )
+                key = chunk_key(message.key, n) if message.key else None
+                if key not in landed:  # a re-send resumes at the first missing chunk
+                    await self._send_keyed(
+                        channel_id,
+                        text=fallback,
+                        blocks_=chunk,
+                        thread_ts=message.thread_ref,
+                        # only the first part is shown in the channel; the rest stays in the thread
+                        broadcast=message.final and message.thread_ref is not None and n == 0,
+                        key=key,
+                    )
                 fallback = "Digest (continued)"
             return None
         if isinstance(message, ThreadPost):
-            await self._send_keyed(
-                channel_id,
-                text=blocks.fallback(render.thread_post_text(message)),
-                blocks_=blocks.thread_post_blocks(message),
-                thread_ts=message.thread_ref,
-                key=message.key,
-            )
+            if message.key is None or message.key not in await self._landed(channel_id, message):
+                await self._send_keyed(
+                    channel_id,
+                    text=blocks.fallback(render.thread_post_text(message)),
+                    blocks_=blocks.thread_post_blocks(message),
+                    thread_ts=message.thread_ref,
+                    key=message.key,
+                )
             return None
         raise TypeError(f"cannot post {message!r}")
 
@@ -599,16 +621,21 @@ class SlackAdapter:
         ts = await self._find_round(_channel_id(channel), round_key)
         return Posted(message_ref=ts) if ts else None
 
-    async def find_message(self, channel: str, key: str, thread_ref: str | None) -> bool:
-        """Did a post with this outbox key land (its metadata carries the key; a digest's
-        chunks carry ``key-0``, ``key-1`` …)? Asked before re-sending after a crash."""
+    async def _landed(self, channel_id: str, message: Summary | ThreadPost) -> set[str]:
+        """On a re-send (``resume``), the outbox keys of the parts that landed before
+        (each message's metadata carries its key; a digest's chunks ``key#0``, ``key#1``
+        …): asked once, before posting again after a crash or a failure."""
+        keys: set[str] = set()
+        if not message.resume or not message.key:
+            return keys
 
-        def matches(message: dict) -> bool:
-            meta = message.get("metadata") or {}
-            found = str((meta.get("event_payload") or {}).get("post_key") or "")
-            return found == key or found.startswith(f"{key}-")
+        def collect(found: dict) -> bool:
+            meta = found.get("metadata") or {}
+            keys.add(str((meta.get("event_payload") or {}).get("post_key") or ""))
+            return False
 
-        return bool(await self._search(_channel_id(channel), thread_ref, matches))
+        await self._search(channel_id, message.thread_ref, collect)
+        return keys
 
     async def _send_keyed(
         self,
@@ -661,6 +688,7 @@ class SlackAdapter:
                 return response["ts"]
             except SlackApiError as exc:
                 error = _error(exc)
+                metrics.api_error(PLATFORM, error)
                 if error in PERMANENT_ERRORS:
                     log.error(
                         "Slack refused to post in %s (%s). An admin should invite the bot "
@@ -700,22 +728,37 @@ class SlackAdapter:
         self, channel_id: str, thread_ts: str | None, matches: Callable[[dict], bool]
     ) -> str | None:
         """The ts of the newest recent message (in the channel or a thread) that matches."""
-        try:
-            if thread_ts:
-                response = await self.client.conversations_replies(
-                    channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=HISTORY_LIMIT
-                )
-            else:
-                response = await self.client.conversations_history(
-                    channel=channel_id, include_all_metadata=True, limit=HISTORY_LIMIT
-                )
-        except SlackApiError as exc:
-            log.warning("could not read history of %s: %s", channel_id, _error(exc))
-            return None
-        for message in response.get("messages") or []:
-            if matches(message):
-                return message["ts"]
+        cursor = None
+        # a thread lists oldest first: page through it (a digest comes after the answers)
+        for _ in range(THREAD_PAGES if thread_ts else 1):
+            try:
+                if thread_ts:
+                    response = await self.client.conversations_replies(
+                        channel=channel_id,
+                        ts=thread_ts,
+                        include_all_metadata=True,
+                        limit=HISTORY_LIMIT,
+                        cursor=cursor,
+                    )
+                else:
+                    response = await self.client.conversations_history(
+                        channel=channel_id, include_all_metadata=True, limit=HISTORY_LIMIT
+                    )
+            except SlackApiError as exc:
+                log.warning("could not read history of %s: %s", channel_id, _error(exc))
+                return None
+            for message in response.get("messages") or []:
+                if matches(message):
+                    return message["ts"]
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
         return None
+
+
+def chunk_key(key: str, n: int) -> str:
+    """The key of a multi-message post's ``n``-th message."""
+    return f"{key}#{n}"
 
 
 def _channel_id(channel: str) -> str:

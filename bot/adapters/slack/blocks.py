@@ -208,7 +208,8 @@ def round_blocks(post: RoundPost) -> list[Block]:
                 ],
             }
         )
-    hint = "Reply in this thread to answer; start with `2:` to answer question 2."
+    hint = "Reply in this thread to answer"
+    hint += "; start with `2:` to answer question 2." if len(post.prompt.questions) > 1 else "."
     if post.anonymous_allowed:
         hint += " Answer anonymously with the button or `/discuss answer --anonymous <text>`."
     blocks.append(context(hint))

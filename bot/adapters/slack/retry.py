@@ -21,6 +21,8 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from bot import metrics
+
 Sleep = Callable[[float], Awaitable[None]]
 BACKOFF = BackoffRetryIntervalCalculator(backoff_factor=0.5)
 
@@ -53,6 +55,7 @@ class _InjectedSleep(AsyncRetryHandler):
         error: Exception | None = None,
     ) -> None:
         state.next_attempt_requested = True
+        metrics.api_error("slack", response.status_code if response else type(error).__name__)
         await self.sleep(self.delay(state, response))
         state.increment_current_attempt()
 

@@ -11,7 +11,7 @@ Create Date: 2026-11-26
 """
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision = "0003"
 down_revision = "0002"
@@ -85,7 +85,7 @@ def upgrade() -> None:
     if plain:
         from bot.core.anonymity import load_keyring
 
-        keyring = load_keyring(conn.engine.url)
+        keyring = context.config.attributes.get("keyring") or load_keyring(conn.engine.url)
         for rid, key in plain:
             conn.execute(
                 rounds.update()
