@@ -162,11 +162,20 @@ def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     log.debug("traceback", exc_info=(type(exc), exc, exc.__traceback__))
 
 
-async def _open_store(url: str, keyring: object | None = None):
-    """The store, or a Fault naming what is wrong with the database."""
+async def _open_store(url: str, config_path: Path, keyring: object | None = None):
+    """The store, or a Fault naming what is wrong with the database or the server secret.
+
+    The store always gets the server secret's keyring (from the config-relative data
+    folder), so migrations and counts of anonymous answers never look for a key file
+    relative to the working directory."""
+    from bot.core.anonymity import SecretProblem, load_keyring
     from bot.faults import database_fault
     from bot.storage.store import Store
 
+    try:
+        keyring = keyring or load_keyring(url, data_dir=default_data_dir(config_path))
+    except SecretProblem as exc:
+        raise Fault(f"error: {exc}", ExitCode.PROBLEMS) from None
     try:
         return await Store.open(url, keyring)
     except Exception as exc:
@@ -194,7 +203,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> str:
-        store = await _open_store(database_url(config, config_path=config_path))
+        store = await _open_store(database_url(config, config_path=config_path), config_path)
         try:
             text = format_rows(await history(store, channel=args.channel, since=since), zone)
             purged = format_purges(await purge_history(store), zone)
@@ -225,7 +234,7 @@ def _privacy_service(args: argparse.Namespace):
 
         url = database_url(config, config_path=config_path)
         keyring = load_keyring(url, data_dir=default_data_dir(config_path))
-        store = await _open_store(url, keyring)
+        store = await _open_store(url, config_path, keyring)
         return store, RoundService(store, lambda: None, SystemClock(), keyring=keyring)
 
     return config, open_service
@@ -366,7 +375,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     async def main() -> str:
         now = SystemClock().now()
-        store = await _open_store(database_url(library.config, config_path=library.config_path))
+        url = database_url(library.config, config_path=library.config_path)
+        store = await _open_store(url, library.config_path)
         try:
             blocks = []
             for channel in channels:

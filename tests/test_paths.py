@@ -106,3 +106,18 @@ async def test_the_key_file_of_a_postgresql_database_lives_beside_the_config_too
     await runtime.close()
     assert (project / "data" / "roundtable.key").is_file()
     assert not (tmp_path / "elsewhere" / "data").exists()
+
+
+@pytest.mark.parametrize("command", [["history"], ["plan", "--days", "7"]])
+def test_history_and_plan_on_postgresql_use_the_config_relative_key_file(
+    project, pg_url, tmp_path, command
+):
+    """``history`` and ``plan`` open (and may migrate) the database too: they must use the
+    same key file as the bot, not one relative to wherever they are run from."""
+    elsewhere = tmp_path / "elsewhere"
+    env = {"ROUNDTABLE_DATABASE_URL": pg_url, "ROUNDTABLE_SECRET": "", "ROUNDTABLE_KEY_FILE": ""}
+    config = str(project / "config" / "roundtable.yaml")
+    result = bot(*command, "--config", config, cwd=elsewhere, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (project / "data" / "roundtable.key").is_file()
+    assert not (elsewhere / "data").exists()
