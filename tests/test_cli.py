@@ -13,8 +13,17 @@ from tests.support import REPO
 DEMO = "/discuss now\nTeams need room to fail\n/discuss results\n"
 
 
-def bot(*args: str, stdin: str = "", cwd=REPO, env: dict | None = None, db=None):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_"))}
+def bot(
+    *args: str,
+    stdin: str = "",
+    cwd=REPO,
+    env: dict | None = None,
+    db=None,
+    drop: tuple[str, ...] = ("SLACK_", "DISCORD_"),
+    timeout: float = 60,
+):
+    """``python -m bot ARGS`` as a user runs it, without the variables named in ``drop``."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     if db is not None:
         environment["ROUNDTABLE_DATABASE_URL"] = f"sqlite:///{db}"
     environment.update(env or {})
@@ -25,7 +34,7 @@ def bot(*args: str, stdin: str = "", cwd=REPO, env: dict | None = None, db=None)
         text=True,
         cwd=cwd,
         env=environment,
-        timeout=60,
+        timeout=timeout,
     )
 
 

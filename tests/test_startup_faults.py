@@ -21,6 +21,7 @@ import pytest
 from bot.faults import EXIT_CODES_HELP, ExitCode
 from tests.conftest import PG_URL, _pg_reachable
 from tests.support import MINI_CONFIG, REPO, write_library
+from tests.test_cli import bot
 
 SECRET_PASSWORD = "s3cr3t-pa55word"
 
@@ -33,19 +34,13 @@ def closed_port() -> int:
 
 
 def roundtable(*args: str, cwd, env: dict[str, str] | None = None, stdin: str = ""):
-    environment = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "DISCORD_", "ROUNDTABLE_"))
-    }
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
+    """The CLI with no platform or Roundtable variables from this shell leaking in."""
+    return bot(
+        *args,
         cwd=cwd,
-        env=environment,
+        env=env,
+        stdin=stdin,
+        drop=("SLACK_", "DISCORD_", "ROUNDTABLE_"),
         timeout=90,
     )
 
