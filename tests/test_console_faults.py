@@ -19,12 +19,12 @@ import sys
 import time
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from bot.adapters.console import DATABASE_AWAY, ConsoleAdapter
 from bot.config import ConsoleSettings
 from bot.core.inbox import DELAYED, NOT_SAVED
+from bot.storage import sqlite_driver
 from tests.support import make_chat, write_library
 
 
@@ -334,16 +334,11 @@ async def test_console_survives_postgresql_going_away_and_coming_back(tmp_path, 
     assert task.exception() is None
 
 
-async def test_console_survives_a_sqlite_lock_held_past_the_busy_timeout(tmp_path):
+async def test_console_survives_a_sqlite_lock_held_past_the_busy_timeout(tmp_path, monkeypatch):
     path = tmp_path / "locked.db"
     chat = await make_chat(write_library(tmp_path), f"sqlite+aiosqlite:///{path}")
-    # the real busy timeout is 30 s; the same error arrives after 0.2 s here
-    event.listen(
-        chat.store.engine.sync_engine,
-        "connect",
-        lambda conn, _: conn.execute("PRAGMA busy_timeout=200"),
-    )
-    await chat.store.engine.dispose()
+    # the real wait for a busy database is 30 s; the same error arrives after 0.2 s here
+    monkeypatch.setattr(sqlite_driver, "BUSY_WAIT", 0.2)
     keyboard, task, say = await _console_session(chat)
     holder = sqlite3.connect(path, isolation_level=None)
     try:

@@ -18,6 +18,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.storage import sqlite_driver
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 724_551_001  # arbitrary constant for pg_advisory_xact_lock
 
@@ -28,12 +30,13 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: the driver issues no BEGIN of its own; ``_sqlite_begin``
-        # issues BEGIN IMMEDIATE, so a transaction that reads and then writes holds the
+        # The driver issues no BEGIN of its own; ``_sqlite_begin`` issues BEGIN IMMEDIATE, so a transaction that reads and then writes holds the
         # write lock from its start and never fails with SQLITE_BUSY halfway through
         # (and SAVEPOINTs work). SQLAlchemy's documented recipe for pysqlite/aiosqlite.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30, "isolation_level": None}, hide_parameters=True
+            url,
+            async_creator=sqlite_driver.connector(parsed.database or ":memory:"),
+            hide_parameters=True,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -47,7 +50,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # FULL: a commit is on disk before we tell anyone "saved" (docs/performance.md).
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    # 0: a busy database raises at once and bot.storage.sqlite_driver waits for it
+    # asynchronously, never inside SQLite's busy handler on the event loop's thread
+    cursor.execute("PRAGMA busy_timeout=0")
     # Erased anonymity keys and pseudonyms are zeroed in the file, not just unlinked.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
