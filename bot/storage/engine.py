@@ -30,9 +30,11 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # The driver issues no BEGIN of its own; ``_sqlite_begin`` issues BEGIN IMMEDIATE, so a transaction that reads and then writes holds the
-        # write lock from its start and never fails with SQLITE_BUSY halfway through
-        # (and SAVEPOINTs work). SQLAlchemy's documented recipe for pysqlite/aiosqlite.
+        # bot.storage.sqlite_driver: statements in the loop's thread, commits in a worker
+        # thread. It issues no BEGIN of its own; ``_sqlite_begin`` issues BEGIN IMMEDIATE,
+        # so a transaction that reads and then writes holds the write lock from its
+        # start and never fails with SQLITE_BUSY halfway through (and SAVEPOINTs work):
+        # SQLAlchemy's documented recipe for pysqlite/aiosqlite.
         engine = create_async_engine(
             url,
             async_creator=sqlite_driver.connector(parsed.database or ":memory:"),
@@ -50,9 +52,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # FULL: a commit is on disk before we tell anyone "saved" (docs/performance.md).
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # 0: a busy database raises at once and bot.storage.sqlite_driver waits for it
-    # asynchronously, never inside SQLite's busy handler on the event loop's thread
-    cursor.execute("PRAGMA busy_timeout=0")
     # Erased anonymity keys and pseudonyms are zeroed in the file, not just unlinked.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()

@@ -15,9 +15,10 @@ with ``asyncio.sleep``, so the event loop never sleeps inside SQLite's busy hand
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiosqlite
@@ -29,8 +30,30 @@ BUSY_WAIT = 30.0  # seconds a statement waits for another process's lock, then f
 class InlineConnection(aiosqlite.Connection):
     """An ``aiosqlite.Connection`` that calls sqlite3 directly (see the module doc)."""
 
+    _relaxed_from: int | None = None  # synchronous level to restore after this commit
+
     def __await__(self):  # no worker thread to start
         return self._connect().__await__()
+
+    @contextlib.contextmanager
+    def commit_without_fsync(self) -> Iterator[None]:
+        """The transaction begun inside the block commits without waiting for the disk
+        (``synchronous=NORMAL``, which SQLite lets change only between transactions).
+        In WAL mode such a commit survives the process being killed, and the next
+        ordinary commit's fsync makes it durable with its own."""
+        if self._conn.in_transaction:
+            raise RuntimeError("commit_without_fsync must come before the transaction begins")
+        self._relaxed_from = self._conn.execute("PRAGMA synchronous").fetchone()[0]
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        level, self._relaxed_from = self._relaxed_from, None
+        if level is not None and self._connection is not None:
+            self._connection.execute(f"PRAGMA synchronous={int(level)}")
 
     async def _connect(self) -> InlineConnection:
         if self._connection is None:
@@ -40,9 +63,19 @@ class InlineConnection(aiosqlite.Connection):
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
-        if fn == self._connection.commit:
-            return await _retry_busy(lambda: asyncio.to_thread(fn))
+        if fn == self._connection.commit or fn == self._connection.rollback:
+            return await self._end(fn)
         return await _retry_busy(lambda: _now(fn, *args, **kwargs))
+
+    async def _end(self, fn: Callable[[], None]) -> None:
+        """Commit (in a thread when it waits for the disk) or roll back."""
+        try:
+            if fn == self._conn.commit and self._relaxed_from is None:
+                await _retry_busy(lambda: asyncio.to_thread(fn))
+            else:
+                await _retry_busy(lambda: _now(fn))
+        finally:
+            self._restore()
 
     def stop(self) -> None:
         self._running = False
@@ -76,9 +109,12 @@ def connector(database: str) -> Callable[[], Any]:
 
     async def connect() -> InlineConnection:
         def open_file() -> sqlite3.Connection:
-            # isolation_level=None: the driver issues no BEGIN of its own (engine.py
-            # issues BEGIN IMMEDIATE); check_same_thread=False: commits run in a thread
-            return sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+            # timeout=0: busy_timeout 0 (see the module doc); isolation_level=None: no
+            # BEGIN of the driver's own (engine.py issues BEGIN IMMEDIATE);
+            # check_same_thread=False: commits run in a worker thread
+            return sqlite3.connect(
+                database, timeout=0, isolation_level=None, check_same_thread=False
+            )
 
         return await InlineConnection(open_file, iter_chunk_size=64)
 

@@ -9,6 +9,7 @@ Callers get plain ORM objects that stay readable after the session closes
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextvars import ContextVar
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.core.anonymity import Keyring
 from bot.storage.engine import create_engine, migrate
@@ -61,6 +62,7 @@ class _Lost(Exception):
 # Statements of the answer path, built once: building a statement and its cache key
 # cost more CPU per answer than executing it (values come in as bound parameters).
 _responses = Response.__table__
+_inbox = InboxEntry.__table__
 _OPEN_ROUND = select(Round).where(
     Round.channel == bindparam("channel"), Round.status.in_(OPEN_STATUSES)
 )
@@ -99,6 +101,46 @@ def _same_question(anonymous: bool, no_question: bool):
     return _SAME_QUESTION[key]
 
 
+class WriterTurn:
+    """SQLite's one writer, taken in turn in-process. An urgent turn (a person is
+    waiting for the ack on it) goes before every queued ordinary one."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._ordinary: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        if self._held or self._urgent or (self._ordinary and not urgent):
+            queue = self._urgent if urgent else self._ordinary
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._pass_on()  # handed the turn just as we were cancelled
+                else:
+                    queue.remove(turn)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        for queue in (self._urgent, self._ordinary):
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # still held: it passes straight to them
+                    return
+        self._held = False
+
+
 class Store:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
@@ -108,7 +150,7 @@ class Store:
         # SQLite has one writer and every transaction here begins IMMEDIATE: queueing them
         # in-process is far cheaper than letting connections meet SQLite's busy handler,
         # which sleeps in steps of up to 100 ms. (Other processes still wait on busy_timeout.)
-        self._one_writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._one_writer = WriterTurn() if engine.dialect.name == "sqlite" else None
         self._wal_dirty = False  # a round closed: truncate SQLite's WAL once committed
 
     def _closed_something(self) -> None:
@@ -151,8 +193,10 @@ class Store:
         async with self._turn(), self._sessions() as session, session.begin():
             yield session
 
-    def _turn(self):
-        return self._one_writer if self._one_writer is not None else contextlib.nullcontext()
+    def _turn(self, *, urgent: bool = False) -> contextlib.AbstractAsyncContextManager:
+        if self._one_writer is None:
+            return contextlib.nullcontext()
+        return self._one_writer.hold(urgent=urgent)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -785,7 +829,7 @@ class Store:
 
     async def rename_author(self, author_id: str, name: str) -> int:
         """Set the display name of someone's named answers in open rounds."""
-        async with self.session() as s:
+        async with self._unflushed() as s:
             open_rounds = select(Round.id).where(Round.status.in_(OPEN_STATUSES))
             result = await s.execute(
                 update(Response)
@@ -907,14 +951,33 @@ class Store:
             }
             for key, payload in items
         ]
-        async with self.session() as s:
-            result = await s.execute(
-                self._insert(InboxEntry)
-                .on_conflict_do_nothing()
-                .returning(InboxEntry.id, InboxEntry.key),
-                rows,
-            )
+        insert_rows = self._insert(_inbox).on_conflict_do_nothing()
+        insert_rows = insert_rows.returning(_inbox.c.id, _inbox.c.key)
+        async with self._unflushed() as connection:  # the ack waits for this commit
+            result = await connection.execute(insert_rows, rows)
             return {key: entry_id for entry_id, key in result.all()}
+
+    @contextlib.asynccontextmanager
+    async def _unflushed(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction whose commit does not wait for the disk flush, for writes that
+        promise nobody anything yet: the inbox row before the ack, a corrected display
+        name. It survives the bot being killed (SQLite WAL with synchronous=NORMAL,
+        PostgreSQL synchronous_commit=off); the next ordinary commit's flush, which
+        comes before anyone is told "saved", covers it (docs/performance.md)."""
+        current = _ambient.get()
+        if current is not None:  # part of a larger transaction: commits with it
+            yield await current.connection()
+            return
+        async with self._turn(urgent=True), self.engine.connect() as connection:
+            relaxed: contextlib.AbstractContextManager = contextlib.nullcontext()
+            if self.dialect == "sqlite":  # set before BEGIN: SQLite refuses it inside
+                raw = await connection.get_raw_connection()
+                relaxed = raw.driver_connection.commit_without_fsync()
+            with relaxed:
+                async with connection.begin():
+                    if self.dialect == "postgresql":
+                        await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                    yield connection
 
     async def inbox_claim(self, entry_id: int, now: datetime) -> bool:
         """Mark a pending row done in the current transaction, first thing: it commits

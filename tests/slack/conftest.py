@@ -171,6 +171,7 @@ class Harness:
     session: aiohttp.ClientSession
     sleeps: Sleeps
     _n: itertools.count = field(default_factory=lambda: itertools.count(1))
+    acks: list[dict] = field(default_factory=list)  # commands answered in the ack's body
 
     @property
     def url(self) -> str:
@@ -192,7 +193,9 @@ class Harness:
 
     async def command(self, text: str, user: str = ADMIN, channel: str = "C1") -> int:
         form = command_form(self.fake, text, user, channel, next(self._n))
-        status, _ = await self.send(urlencode(form), "application/x-www-form-urlencoded")
+        status, body = await self.send(urlencode(form), "application/x-www-form-urlencoded")
+        if status == 200 and body:
+            self.acks.append(json.loads(body))
         return status
 
     async def interaction(self, payload: dict) -> int:
@@ -271,9 +274,13 @@ class Harness:
     async def settle(self) -> None:
         await self.adapter.drain()
 
+    def responses(self) -> list[dict]:
+        """Messages answering commands: ack bodies, then ``response_url`` posts."""
+        return self.acks + self.fake.responses
+
     def replies(self) -> list[str]:
-        """What the people who acted were told (response_url posts and ephemerals)."""
-        out = [r.get("text", "") for r in self.fake.responses]
+        """What the people who acted were told (acks, response_url posts, ephemerals)."""
+        out = [r.get("text", "") for r in self.responses()]
         out += [p.get("text", "") for p in self.fake.calls_to("chat.postEphemeral")]
         return out
 

@@ -14,10 +14,11 @@ async def open_round(slack) -> tuple[int, str]:
     return round_.id, round_.message_ref
 
 
-async def test_help_is_acked_and_answered_ephemerally(slack):
+async def test_help_is_answered_ephemerally_in_the_ack_itself(slack):
     assert await slack.command("help", user="UBOB") == 200
     await slack.settle()
-    [response] = slack.fake.responses
+    assert slack.fake.responses == []  # no second request to the response_url
+    [response] = slack.responses()
     assert response["response_type"] == "ephemeral"
     assert "Roundtable commands" in response["text"]
     assert "/discuss answer" in response["text"]

@@ -93,7 +93,7 @@ async def test_preview_is_shown_only_to_the_admin(slack):
     await slack.command("preview beta")
     await slack.settle()
     assert slack.fake.calls_to("chat.postMessage") == []
-    [response] = slack.fake.responses
+    [response] = slack.responses()
     assert response["response_type"] == "ephemeral"
     assert response["blocks"][0]["text"]["text"] == "Preview: Beta article"
     assert all(b["type"] != "actions" for b in response["blocks"])

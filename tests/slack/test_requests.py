@@ -127,7 +127,7 @@ async def test_well_formed_requests_still_work(slack):
     ) as r:
         assert r.status == 200 and "xyz" in await r.text()
     await slack.settle()
-    assert "Roundtable commands" in slack.fake.responses[0]["text"]
+    assert "Roundtable commands" in slack.responses()[0]["text"]
 
 
 async def test_slacks_rate_limit_notice_is_acknowledged_with_one_line(slack, caplog):

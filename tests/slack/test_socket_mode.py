@@ -108,7 +108,8 @@ async def test_socket_mode_end_to_end(socket_slack, fake):
     )
     await fake.wait_for(lambda: any(a.get("envelope_id") == "env-2" for a in fake.acks))
     await adapter.drain()
-    assert "Roundtable commands" in json.dumps(fake.responses[-1])
+    [ack] = [a for a in fake.acks if a.get("envelope_id") == "env-2"]
+    assert "Roundtable commands" in json.dumps(ack["payload"])  # answered in the ack
 
 
 async def _is(status, expected: int) -> bool:

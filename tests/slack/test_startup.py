@@ -89,7 +89,7 @@ async def test_auth_test_runs_at_start_not_inside_the_first_ack(slack):
     finally:
         gate.set()
     assert len(slack.fake.calls_to("auth.test")) == 1
-    assert "Roundtable commands" in slack.fake.responses[-1]["text"]
+    assert "Roundtable commands" in slack.responses()[-1]["text"]
 
 
 def test_slack_host_defaults_to_every_interface():

@@ -142,7 +142,9 @@ class SlackAdapter:
             client=self.client,
             signing_secret=secrets.slack_signing_secret or "",
             process_before_response=True,
-            request_verification_enabled=not self.socket_mode,
+            # HTTP requests are verified in _slack_events over the raw bytes before Bolt
+            # sees them (a clear refusal per fault); Socket Mode needs no signature
+            request_verification_enabled=False,
         )
         metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
@@ -301,6 +303,11 @@ class SlackAdapter:
             except NotSaved:
                 await ack(text=NOT_SAVED, response_type="ephemeral")
                 return
+            if ticket.direct:  # help, preview, sets: answered in the ack itself
+                answer = await self._direct_answer(ticket)
+                if answer is not None:
+                    await ack(**answer)
+                    return
             await ack()
             self.spawn(self._command(ticket, body), "command")
 
@@ -392,6 +399,19 @@ class SlackAdapter:
                 )
             left -= min(room, len(payloads))
         await self._learn_name(body["user_id"], body.get("user_name"))
+
+    async def _direct_answer(self, ticket: Ticket) -> dict[str, Any] | None:
+        """The reply to a command that changes nothing, to send as the ack's body (one
+        request instead of two; https://docs.slack.dev/interactivity/implementing-slash-commands).
+        None when it needs more than one message; those go by ``response_url``."""
+        replies = await self.ports.process(ticket)
+        if len(replies) != 1:
+            return None
+        payloads = blocks.reply_payloads(replies[0])
+        if len(payloads) != 1:
+            return None
+        public = isinstance(replies[0], Reply) and not replies[0].ephemeral
+        return {**payloads[0], "response_type": "in_channel" if public else "ephemeral"}
 
     async def _respond(self, url: str, **payload: Any) -> None:
         """POST the JSON message to a ``response_url`` with the shared session

@@ -1,0 +1,167 @@
+"""The SQLite driver (statements in the loop's thread, commits in a worker thread), the
+ack's unflushed commit, and the in-process writer turn that lets acks go first."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from bot.storage import sqlite_driver
+from bot.storage.store import Store, WriterTurn
+
+FULL, NORMAL = 2, 1
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+async def synchronous_levels(store: Store) -> set[int]:
+    """The ``synchronous`` level of every connection the pool holds."""
+    levels = set()
+    async with store.engine.connect() as connection:
+        levels.add((await connection.execute(text("PRAGMA synchronous"))).scalar_one())
+    return levels
+
+
+async def test_statements_run_in_the_loops_thread_and_the_commit_in_another(tmp_path):
+    connection = await sqlite_driver.connector(str(tmp_path / "t.db"))()
+    threads: list[str] = []
+    connection._conn.set_trace_callback(
+        lambda sql: threads.append(f"{sql.split()[0]} {threading.current_thread().name}")
+    )
+    try:
+        await connection.execute("CREATE TABLE t (x)")
+        await connection.execute("BEGIN IMMEDIATE")
+        await connection.execute("INSERT INTO t VALUES (1)")
+        await connection.commit()
+    finally:
+        await connection.close()
+    here = threading.current_thread().name
+    assert threads[:3] == [f"CREATE {here}", f"BEGIN {here}", f"INSERT {here}"]
+    assert threads[3].startswith("COMMIT") and not threads[3].endswith(here)
+
+
+async def test_the_acks_commit_skips_the_fsync_and_every_other_commit_keeps_it(
+    tmp_path, sqlite_url
+):
+    store = await Store.open(sqlite_url)
+    seen: list[int] = []
+    try:
+        async with store.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            with raw.driver_connection.commit_without_fsync():
+                level = raw.driver_connection._conn.execute("PRAGMA synchronous").fetchone()
+                seen.append(level[0])
+        ids = await store.inbox_add_many([("k1", {"a": 1}), ("k2", {"b": 2})], NOW)
+        assert sorted(ids) == ["k1", "k2"]
+        assert seen == [NORMAL]  # inside: the commit does not wait for the disk
+        assert await synchronous_levels(store) == {FULL}  # restored on the way out
+    finally:
+        await store.close()
+
+
+async def test_a_failed_unflushed_transaction_still_restores_the_fsync(tmp_path, sqlite_url):
+    store = await Store.open(sqlite_url)
+    try:
+        with pytest.raises(RuntimeError):
+            async with store._unflushed() as connection:
+                await connection.execute(text("SELECT 1"))
+                raise RuntimeError("boom")
+        assert await synchronous_levels(store) == {FULL}
+    finally:
+        await store.close()
+
+
+async def test_commit_without_fsync_refuses_an_open_transaction(tmp_path):
+    connection = await sqlite_driver.connector(str(tmp_path / "t.db"))()
+    try:
+        await connection.execute("BEGIN")
+        with pytest.raises(RuntimeError, match="before the transaction"):
+            with connection.commit_without_fsync():
+                pass
+    finally:
+        await connection.close()
+
+
+async def test_a_locked_database_is_waited_for_without_blocking_the_loop(tmp_path, monkeypatch):
+    path = tmp_path / "t.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    connection = await sqlite_driver.connector(str(path))()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(ticker())
+    try:
+        waiting = asyncio.create_task(connection.execute("BEGIN IMMEDIATE"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and ticks > 10  # waiting, and the loop keeps running
+        holder.execute("COMMIT")
+        await asyncio.wait_for(waiting, 5)
+        await connection.execute("ROLLBACK")
+        monkeypatch.setattr(sqlite_driver, "BUSY_WAIT", 0.05)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await connection.execute("BEGIN IMMEDIATE")
+    finally:
+        other.cancel()
+        holder.close()
+        await connection.close()
+
+
+async def test_an_urgent_turn_goes_before_every_queued_ordinary_one():
+    turn = WriterTurn()
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def take(name: str, urgent: bool = False) -> None:
+        async with turn.hold(urgent=urgent):
+            order.append(name)
+            if name == "first":
+                await release.wait()
+
+    first = asyncio.create_task(take("first"))
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(take(f"ordinary {n}")) for n in (1, 2)]
+    await asyncio.sleep(0)
+    ack = asyncio.create_task(take("ack", urgent=True))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, *queued, ack)
+    assert order == ["first", "ack", "ordinary 1", "ordinary 2"]
+
+
+async def test_a_turn_cancelled_while_waiting_passes_on():
+    turn = WriterTurn()
+    release = asyncio.Event()
+    got: list[str] = []
+
+    async def holder() -> None:
+        async with turn.hold():
+            await release.wait()
+
+    async def take(name: str) -> None:
+        async with turn.hold():
+            got.append(name)
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(take("cancelled"))
+    behind = asyncio.create_task(take("behind"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    release.set()
+    await asyncio.gather(first, behind)
+    assert got == ["behind"]
+    async with asyncio.timeout(1), turn.hold():  # and the turn is free again
+        pass
