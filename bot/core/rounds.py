@@ -166,7 +166,7 @@ class RoundService:
                     raise RotationExhausted(channel)
                 raise LookupError("no prompt sets")
             loaded, prompt, cycle = nxt.prompt_set, nxt.prompt, nxt.cycle
-            self._note_running_out(channel, nxt)
+            self._note_running_out([channel], {channel: nxt})
         schedule = schedule or lib.schedule_for_channel(channel)
         new = self._new_round(
             channel, loaded.id, prompt, schedule, occurrence, due_at or now, POSTING, now
@@ -256,7 +256,7 @@ class RoundService:
             round_.id,
             nxt.prompt.id,
         )
-        self._note_running_out(channel, nxt, schedule)
+        self._note_running_out([channel], {channel: nxt}, schedule)
         return round_, outcome
 
     async def claim_many(
@@ -300,31 +300,38 @@ class RoundService:
             outcome.posts.append(build_summary(old, answers.get(old.id, []), final=True))
             metrics.round_closed(platform_of(old.channel))
         outcome.posts.extend(round_post(r) for r in claimed)
-        for round_ in claimed:
-            self._note_running_out(round_.channel, picks[round_.channel], schedule)
+        self._note_running_out([r.channel for r in claimed], picks, schedule)
         log.info("claimed %s/%s in %d channel(s)", schedule.name, occurrence, len(claimed))
         return claimed, outcome
 
     def _note_running_out(
-        self, channel: str, nxt: NextPrompt, schedule: Schedule | None = None
+        self, channels: list[str], picks: dict[str, NextPrompt], schedule: Schedule | None = None
     ) -> None:
-        """Tell the log when a channel is about to run out of unused prompts."""
-        if nxt.remaining_after > RUNNING_OUT:
-            return
-        schedule = schedule or self.library().schedule_for_channel(channel)
-        then = (
-            "scheduled rounds stop (when_exhausted: stop)"
-            if schedule is not None and schedule.when_exhausted == "stop"
-            else "the rotation starts over"
-        )
-        log.warning(
-            "%s has %d unused prompt%s left in set %s; add prompts, or %s",
-            channel,
-            nxt.remaining_after,
-            "s" * (nxt.remaining_after != 1),
-            nxt.prompt_set.id,
-            then,
-        )
+        """Tell the log when channels are about to run out of unused prompts: one line
+        for all the channels of one occurrence that are in the same state."""
+        groups: dict[tuple[str, int, str], list[str]] = {}
+        for channel in channels:
+            nxt = picks[channel]
+            if nxt.remaining_after > RUNNING_OUT:
+                continue
+            rule = schedule or self.library().schedule_for_channel(channel)
+            then = (
+                "scheduled rounds stop (when_exhausted: stop)"
+                if rule is not None and rule.when_exhausted == "stop"
+                else "the rotation starts over"
+            )
+            groups.setdefault((nxt.prompt_set.id, nxt.remaining_after, then), []).append(channel)
+        for (set_id, left, then), names in groups.items():
+            where = names[0] if len(names) == 1 else f"{len(names)} channels ({names[0]}, …)"
+            log.warning(
+                "%s %s %d unused prompt%s left in set %s; add prompts, or %s",
+                where,
+                "has" if len(names) == 1 else "have",
+                left,
+                "s" * (left != 1),
+                set_id,
+                then,
+            )
 
     async def record_unposted(
         self,

@@ -529,16 +529,19 @@ class Store:
                 )
                 await self._cancel_posts(s, unposted, REPLACED)
             values = [{c: getattr(n, c) for c in columns} for n in news]
-            result = await s.execute(
-                self._insert(Round).on_conflict_do_nothing().returning(Round.id, Round.channel),
+            rounds = Round.__table__
+            result = await (await s.connection()).execute(
+                self._insert(rounds)
+                .on_conflict_do_nothing()
+                .returning(rounds.c.id, rounds.c.channel),
                 values,
             )
             ids = {channel: round_id for round_id, channel in result.all()}
             claimed = []
-            for new, row in zip(news, values, strict=True):
+            for new in news:  # transient objects: given their ids, they are the rows
                 if new.channel in ids:
-                    round_ = Round(id=ids[new.channel], **row)
-                    claimed.append(round_)
+                    new.id = ids[new.channel]
+                    claimed.append(new)
             used = [
                 {
                     "channel": e.channel,
@@ -551,7 +554,9 @@ class Store:
                 if e.channel in ids
             ]
             if used:
-                await s.execute(self._insert(RotationEntry).on_conflict_do_nothing(), used)
+                await (await s.connection()).execute(
+                    self._insert(RotationEntry.__table__).on_conflict_do_nothing(), used
+                )
             if open_rows:
                 await close_anonymity(s, [r.id for r in open_rows], rows=posted)
                 self._closed_something()
