@@ -35,7 +35,6 @@ from bot.config import Secrets  # noqa: E402
 from bot.core.clock import FakeClock  # noqa: E402
 from bot.core.events import RoundPost  # noqa: E402
 from bot.core.rounds import prompt_view  # noqa: E402
-from bot.scheduling import Scheduler  # noqa: E402
 from tests.slack.conftest import SECRET  # noqa: E402
 from tests.slack.fake_slack import FakeSlack  # noqa: E402
 from tests.support import write_library  # noqa: E402
@@ -73,9 +72,9 @@ async def ours(fake: FakeSlack, n: int, tmp: Path) -> tuple[float, float]:
         secrets=Secrets(slack_bot_token=TOKEN, slack_signing_secret=SECRET),
         database=f"sqlite+aiosqlite:///{tmp}/ours.db",
     )
-    adapter = SlackAdapter(runtime)
+    adapter = SlackAdapter(runtime.ports)
     await adapter.start(host="127.0.0.1", port=0)
-    scheduler = Scheduler.from_runtime(runtime)
+    scheduler = runtime.scheduler()
     await scheduler.tick()  # first start, an hour early: nothing due (bounds recorded)
     clock.set(FIRE)
     before = len(fake.calls_to("chat.postMessage"))

@@ -167,7 +167,7 @@ async def main(n: int, in_flight: int) -> None:
             secrets=Secrets(slack_bot_token=TOKEN, slack_signing_secret=SECRET),
             database=f"sqlite+aiosqlite:///{tmp}/ours.db",
         )
-        ours = SlackAdapter(runtime)
+        ours = SlackAdapter(runtime.ports)
         await ours.start(host="127.0.0.1", port=0)
         ours_url = f"http://127.0.0.1:{ours.port}/slack/events"
         floor_runner, floor_url, floor_session = await floor_server(Path(tmp) / "floor.db")

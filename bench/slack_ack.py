@@ -122,7 +122,7 @@ async def main(n: int) -> None:
             secrets=Secrets(slack_bot_token=TOKEN, slack_signing_secret=SECRET),
             database=f"sqlite+aiosqlite:///{tmp}/bench.db",
         )
-        ours = SlackAdapter(runtime)
+        ours = SlackAdapter(runtime.ports)
         await ours.start(host="127.0.0.1", port=0)
         ours_url = f"http://127.0.0.1:{ours.port}/slack/events"
         bare_runner, bare_url = await bare_bolt(fake.api_url)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
@@ -31,6 +32,9 @@ from bot.library import LibraryHolder, load_library
 from bot.privacy import check_server_secret
 from bot.reload import Reloader
 from bot.storage.store import Store
+
+if TYPE_CHECKING:
+    from bot.scheduling import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,18 @@ class Runtime:
         if self._ports is None:
             self._ports = Ports(self.dispatcher, self.clock, self.library, self.secrets)
         return self._ports
+
+    def scheduler(self, **options: Any) -> Scheduler:
+        """The scheduler of this runtime's library, rounds and posts."""
+        from bot.scheduling import Scheduler  # APScheduler: only for ``run`` and tests
+
+        return Scheduler(
+            library=self.library,
+            service=self.service,
+            dispatcher=self.dispatcher,
+            clock=self.clock,
+            **options,
+        )
 
     async def close(self) -> None:
         await self.store.close()
@@ -93,11 +109,11 @@ async def run(runtime: Runtime) -> None:
     if runtime.secrets.slack:
         from bot.adapters import slack  # imported only when configured
 
-        services.append(slack.serve(runtime))
+        services.append(slack.serve(runtime.ports, runtime.readiness))
     if runtime.secrets.discord:
         from bot.adapters import discord as discord_adapter
 
-        services.append(discord_adapter.serve(runtime))
+        services.append(discord_adapter.serve(runtime.ports, runtime.readiness))
     console: ConsoleAdapter | None = None
     if not services:
         console = ConsoleAdapter(config.console)
@@ -118,17 +134,17 @@ async def run(runtime: Runtime) -> None:
         console_task.add_done_callback(lambda _: stop.set())
         tasks.append(console_task)
     stopper = asyncio.create_task(stop.wait())
-    from bot.scheduling import Scheduler  # scheduled rounds: the database decides, once
-
-    scheduler = Scheduler.from_runtime(
-        runtime, sweep_every=_seconds("ROUNDTABLE_SWEEP_SECONDS", 30)
-    )
+    # scheduled rounds: the database decides, once
+    scheduler = runtime.scheduler(sweep_every=_seconds("ROUNDTABLE_SWEEP_SECONDS", 30))
     runtime.dispatcher.outbox.lease = _seconds("ROUNDTABLE_POST_LEASE_SECONDS", 120)
     await scheduler.start()
     health = None
     waiting = metrics.count_waiting(lambda: outbox_waiting(runtime.store))  # at scrape time
     try:
-        health = await start_health(runtime)  # /healthz and /metrics, when a port is set
+        # /healthz and /metrics, when a port is set
+        health = await start_health(
+            config, runtime.readiness, runtime.store, slack_serves=runtime.secrets.slack
+        )
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopper and not task.cancelled() and task.exception():

@@ -23,7 +23,6 @@ from bot import metrics
 from bot.storage.models import PENDING, SENDING, OutboxEntry
 
 if TYPE_CHECKING:
-    from bot.app import Runtime
     from bot.config import Config
     from bot.storage.store import Store
 
@@ -103,17 +102,19 @@ def health_port(config: Config, env: dict[str, str] | None = None) -> int | None
     return int(value)
 
 
-async def start_health(runtime: Runtime) -> HealthServer | None:
-    """Serve ``/healthz`` and ``/metrics`` when a health port is set; None otherwise."""
-    config = runtime.library.current.config
+async def start_health(
+    config: Config, readiness: Readiness, store: Store, *, slack_serves: bool
+) -> HealthServer | None:
+    """Serve ``/healthz`` and ``/metrics`` when a health port is set; None otherwise
+    (or when it is the Slack server's port: ``slack_serves``, Slack is configured)."""
     port = health_port(config)
     if port is None:
         return None
-    if runtime.secrets.slack and port == config.slack.port:
+    if slack_serves and port == config.slack.port:
         log.info("health and metrics are served by the Slack server on port %d", port)
         return None
-    runtime.readiness.add("database", lambda: database_answers(runtime))
-    server = HealthServer(runtime.readiness)
+    readiness.add("database", lambda: database_answers(store))
+    server = HealthServer(readiness)
     try:
         await server.start(config.health.host, port)
     except OSError as exc:
@@ -132,7 +133,7 @@ async def outbox_waiting(store: Store) -> int:
         return (await session.execute(query)).scalar_one()
 
 
-async def database_answers(runtime: Runtime) -> bool:
-    async with runtime.store.engine.connect() as connection:
+async def database_answers(store: Store) -> bool:
+    async with store.engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
     return True

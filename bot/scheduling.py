@@ -28,7 +28,6 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -43,9 +42,6 @@ from bot.library import Library, LibraryHolder
 from bot.plan import NextPrompt, Occurrence, decide_occurrence, occurrences, pick_next
 from bot.privacy import add_retention_job
 from bot.storage.models import MISSED, SKIPPED, Round
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +97,6 @@ class Scheduler:
         self._stopping = False
         self._pruned_at: datetime | None = None
         library.subscribe(self._on_reload)
-
-    @classmethod
-    def from_runtime(cls, runtime: Runtime, **kwargs) -> Scheduler:
-        return cls(
-            library=runtime.library,
-            service=runtime.service,
-            dispatcher=runtime.dispatcher,
-            clock=runtime.clock,
-            **kwargs,
-        )
 
     # ---- the in-memory clock -------------------------------------------------------------
 

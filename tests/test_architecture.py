@@ -112,3 +112,16 @@ def test_no_import_cycle_among_bot_modules():
     for module in sorted(graph):
         visit(module)
     assert not cycles, cycles
+
+
+def test_adapters_the_scheduler_and_health_never_see_the_whole_runtime():
+    """They get narrow ports (``bot.core.ports``), not ``bot.app.Runtime`` and its store."""
+    paths = [
+        *(REPO / "bot" / "adapters").rglob("*.py"),
+        REPO / "bot" / "scheduling.py",
+        REPO / "bot" / "health.py",
+    ]
+    offenders = {
+        str(path.relative_to(REPO)) for path in paths if "bot.app" in imported_modules(path)
+    }
+    assert not offenders

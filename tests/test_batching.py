@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import event, select
@@ -36,13 +37,19 @@ class Statements:
         return [s for t in self.transactions for s in t if s.lstrip().upper().startswith(verbs)]
 
 
-async def test_one_occurrence_in_five_channels_is_claimed_in_one_transaction(tmp_path, sqlite_url):
+async def test_one_occurrence_in_five_channels_is_claimed_in_one_transaction(
+    tmp_path, sqlite_url, caplog
+):
     fire = datetime(2026, 11, 2, 10, tzinfo=BERLIN)
     chat, scheduler = await setup(tmp_path, sqlite_url, config(channels=CHANNELS), fire)
     try:
         await scheduler.tick(fire - timedelta(hours=1))  # first start: nothing due yet
         recorder = Statements(chat.store.engine)
-        report = await tick_at(chat, scheduler, fire)
+        with caplog.at_level(logging.WARNING, logger="bot.core.rounds"):
+            report = await tick_at(chat, scheduler, fire)
+        # the five channels run low together: one line says so, not five
+        [low] = [r.getMessage() for r in caplog.records if "unused prompt" in r.getMessage()]
+        assert low.startswith("5 channels (console:a, …) have 2 unused prompts left")
         assert len(report.opened) == 5
         claims = [
             t for t in recorder.transactions if any(s.startswith("INSERT INTO rounds") for s in t)

@@ -20,7 +20,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 import yarl
@@ -45,9 +45,7 @@ from bot.core.events import (
 )
 from bot.core.inbox import NOT_SAVED
 from bot.core.ports import Ports
-
-if TYPE_CHECKING:
-    from bot.app import Runtime
+from bot.health import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -543,7 +541,7 @@ def build_discuss_group(adapter: DiscordAdapter) -> app_commands.Group:
     )
 
     async def prompt_ids(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        ids = adapter.runtime.library.current.all_prompt_ids()
+        ids = adapter.ports.library.current.all_prompt_ids()
         hits = [i for i in ids if current.lower() in i.lower()]
         return [app_commands.Choice(name=i, value=i) for i in hits[:25]]
 
@@ -644,10 +642,8 @@ class DiscordAdapter:
 
     name = PLATFORM
 
-    def __init__(self, ports: Ports | Runtime):
-        # a Runtime hands over its ports only: adapters never see the store
-        self.ports: Ports = getattr(ports, "ports", ports)  # type: ignore[assignment]
-        self.runtime = self.ports  # what commands and buttons read (library, clock, secrets)
+    def __init__(self, ports: Ports):
+        self.ports = ports  # what the core lends adapters: never the store
         self.settings: DiscordSettings = self.ports.library.current.config.discord
         self.client: RoundtableClient | None = None
         self._parents: OrderedDict[int, int | None] = OrderedDict()  # thread → parent (LRU)
@@ -663,7 +659,7 @@ class DiscordAdapter:
 
     async def serve(self) -> None:
         """Connect and run until cancelled; degrade gracefully without Message Content."""
-        token = self.runtime.secrets.discord_bot_token
+        token = self.ports.secrets.discord_bot_token
         if not token:
             raise RuntimeError("DISCORD_BOT_TOKEN is not set")
         configure_endpoints(self.settings)
@@ -732,7 +728,7 @@ class DiscordAdapter:
     # ---- translating in -----------------------------------------------------------------
 
     def actor(self, user: discord.abc.User) -> Actor:
-        admin = self.runtime.library.current.config.admins.allows(
+        admin = self.ports.library.current.config.admins.allows(
             PLATFORM, str(user.id), role_ids=member_role_ids(user)
         )
         return Actor(PLATFORM, str(user.id), user.display_name, is_admin=admin)
@@ -1171,12 +1167,10 @@ def _refusal(exc: discord.HTTPException) -> str:
     return f"Discord refused ({exc.status}, code {exc.code}) {what}"
 
 
-async def serve(runtime: Runtime) -> None:
+async def serve(ports: Ports, readiness: Readiness) -> None:
     """Run the Discord adapter until cancelled (started by ``bot.app.run``)."""
-    adapter = DiscordAdapter(runtime)
-    runtime.readiness.add(
-        "discord", lambda: adapter.client is not None and adapter.client.is_ready()
-    )
+    adapter = DiscordAdapter(ports)
+    readiness.add("discord", lambda: adapter.client is not None and adapter.client.is_ready())
     try:
         await adapter.serve()
     except asyncio.CancelledError:

@@ -76,7 +76,9 @@ class Bot:
             database=self.database,
         )
         sessions = self.fake.sessions
-        self.task = asyncio.create_task(adapter_module.serve(self.runtime))
+        self.task = asyncio.create_task(
+            adapter_module.serve(self.runtime.ports, self.runtime.readiness)
+        )
         # READY and GUILD_CREATE are sent together; events after them are handled in order.
         ready = asyncio.ensure_future(self.fake.wait_until(lambda: self.fake.sessions > sessions))
         await asyncio.wait([ready, self.task], return_when=asyncio.FIRST_COMPLETED)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.core.handlers import NO_ROUND
-from bot.scheduling import Scheduler
 from tests.discord.conftest import ADMIN, MEMBER
 
 
@@ -18,7 +17,7 @@ async def test_a_forbidden_channel_fails_the_round_for_good(bot):
     assert reply.startswith(f"Could not post in discord:{blocked}") and "403" in reply
     [round_] = await bot.runtime.store.rounds(channel=f"discord:{blocked}")
     assert round_.status == "failed" and "403" in round_.status_reason
-    scheduler = Scheduler.from_runtime(bot.runtime)
+    scheduler = bot.runtime.scheduler()
     for _ in range(3):
         bot.clock.advance(timedelta(minutes=10))
         await scheduler.tick()

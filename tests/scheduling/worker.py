@@ -15,7 +15,6 @@ from pathlib import Path
 
 from bot.app import build_runtime
 from bot.core.clock import FakeClock
-from bot.scheduling import Scheduler
 from tests.support import RecordingPlatform
 
 
@@ -24,7 +23,7 @@ async def main(config: str, database: str, instant: str) -> None:
     runtime = await build_runtime(Path(config), clock=clock, database=database)
     platform = RecordingPlatform()
     runtime.dispatcher.register(platform)
-    scheduler = Scheduler.from_runtime(runtime)
+    scheduler = runtime.scheduler()
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     await scheduler.tick()

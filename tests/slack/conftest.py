@@ -311,7 +311,7 @@ async def harness(tmp_path, sqlite_url, fake, **runtime_options):
     """A started HTTP-mode adapter (on 127.0.0.1, a free port) and a client session."""
     runtime = await make_runtime(tmp_path, sqlite_url, fake, **runtime_options)
     sleeps = Sleeps()
-    adapter = SlackAdapter(runtime, sleep=sleeps)
+    adapter = SlackAdapter(runtime.ports, sleep=sleeps)
     await adapter.start(host="127.0.0.1", port=0)
     session = aiohttp.ClientSession()
     try:

@@ -103,7 +103,7 @@ async def test_over_socket_mode_a_refused_form_stays_open_too(tmp_path, sqlite_u
 
     secrets = Secrets(slack_bot_token=BOT_TOKEN, slack_app_token=APP_TOKEN)
     runtime = await make_runtime(tmp_path, sqlite_url, fake, mode="socket", secrets=secrets)
-    adapter = SlackAdapter(runtime, sleep=Sleeps(), ping_interval=0.2)
+    adapter = SlackAdapter(runtime.ports, sleep=Sleeps(), ping_interval=0.2)
     await adapter.start(host="127.0.0.1", port=0)
     try:
         await fake.wait_for(lambda: fake.connections == 1)

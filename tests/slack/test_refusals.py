@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.core.handlers import NO_ROUND
-from bot.scheduling import Scheduler
 
 
 async def test_not_in_channel_fails_the_round_for_good(slack):
@@ -16,7 +15,7 @@ async def test_not_in_channel_fails_the_round_for_good(slack):
     [round_] = await slack.runtime.store.rounds(channel="slack:C1")
     assert round_.status == "failed" and "not_in_channel" in round_.status_reason
     # later sweeps (here and on any instance) never try again
-    scheduler = Scheduler.from_runtime(slack.runtime)
+    scheduler = slack.runtime.scheduler()
     clock = slack.runtime.clock
     for _ in range(3):
         clock.advance(timedelta(minutes=10))

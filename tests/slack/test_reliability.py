@@ -109,7 +109,7 @@ async def test_serve_drains_background_work_on_cancellation(tmp_path, sqlite_url
     port = free_port()
     secrets = Secrets(slack_bot_token=BOT_TOKEN, slack_signing_secret=SECRET)
     runtime = await make_runtime(tmp_path, sqlite_url, fake, port=port, secrets=secrets)
-    task = asyncio.create_task(serve(runtime))
+    task = asyncio.create_task(serve(runtime.ports, runtime.readiness))
     await fake.wait_for(lambda: fake.calls_to("auth.test"))
     gate = fake.hold("chat.postMessage")
     body = "&".join(f"{k}={v}" for k, v in command_form(fake, "now", "UADMIN", "C1", 1).items())

@@ -26,7 +26,7 @@ from tests.slack.conftest import (
 async def socket_slack(tmp_path, sqlite_url, fake):
     secrets = Secrets(slack_bot_token=BOT_TOKEN, slack_app_token=APP_TOKEN)
     runtime = await make_runtime(tmp_path, sqlite_url, fake, mode="socket", secrets=secrets)
-    adapter = SlackAdapter(runtime, sleep=Sleeps(), ping_interval=0.2)
+    adapter = SlackAdapter(runtime.ports, sleep=Sleeps(), ping_interval=0.2)
     adapter.store = runtime.store  # type: ignore[attr-defined]  # the test reads the database
     await adapter.start(host="127.0.0.1", port=0)
     try:

@@ -21,7 +21,7 @@ async def test_a_wrong_token_stops_start_with_one_line_naming_the_variable(
 ):
     fake.auth_error = "invalid_auth"
     runtime = await make_runtime(tmp_path, sqlite_url, fake)
-    adapter = SlackAdapter(runtime, sleep=Sleeps())
+    adapter = SlackAdapter(runtime.ports, sleep=Sleeps())
     try:
         with pytest.raises(StartupError) as raised:
             await adapter.start(host="127.0.0.1", port=0)
@@ -38,7 +38,7 @@ async def test_a_wrong_app_token_in_socket_mode_is_one_line_naming_the_variable(
     fake.fail("apps.connections.open", status=200, error="invalid_auth")
     secrets = Secrets(slack_bot_token="xoxb-t", slack_app_token="xapp-wrong")
     runtime = await make_runtime(tmp_path, sqlite_url, fake, mode="socket", secrets=secrets)
-    adapter = SlackAdapter(runtime, sleep=Sleeps())
+    adapter = SlackAdapter(runtime.ports, sleep=Sleeps())
     try:
         with pytest.raises(StartupError, match="SLACK_APP_TOKEN"):
             await adapter.start(host="127.0.0.1", port=0)
@@ -99,7 +99,7 @@ def test_slack_host_defaults_to_every_interface():
 async def test_slack_host_sets_the_listening_address(tmp_path, sqlite_url, fake):
     runtime = await make_runtime(tmp_path, sqlite_url, fake, extra="  host: 127.0.0.1\n")
     assert runtime.library.current.config.slack.host == "127.0.0.1"
-    adapter = SlackAdapter(runtime, sleep=Sleeps())
+    adapter = SlackAdapter(runtime.ports, sleep=Sleeps())
     try:
         await adapter.start(port=0)  # no host passed: the config decides
         assert adapter._runner.addresses[0][0] == "127.0.0.1"

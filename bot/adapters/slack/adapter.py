@@ -93,14 +93,13 @@ class SlackAdapter:
 
     def __init__(
         self,
-        ports: Ports | Any,
+        ports: Ports,
         *,
         sleep: Sleep = asyncio.sleep,
         post_attempts: int = 4,
         ping_interval: float = 10.0,
         submit_wait: float = 2.0,
     ):
-        ports = getattr(ports, "ports", ports)  # a Runtime hands over its ports only
         secrets = ports.secrets
         settings = ports.library.current.config.slack
         if not secrets.slack_bot_token:
