@@ -30,7 +30,7 @@ import aiohttp  # noqa: E402
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
 from bot.adapters.slack import SlackAdapter, blocks  # noqa: E402
-from bot.app import build_runtime  # noqa: E402
+from bot.app import build_runtime, freeze_startup_objects  # noqa: E402
 from bot.config import Secrets  # noqa: E402
 from bot.core.clock import FakeClock  # noqa: E402
 from bot.core.events import RoundPost  # noqa: E402
@@ -74,6 +74,7 @@ async def ours(fake: FakeSlack, n: int, tmp: Path) -> tuple[float, float]:
     )
     adapter = SlackAdapter(runtime.ports)
     await adapter.start(host="127.0.0.1", port=0)
+    freeze_startup_objects()  # as `python -m bot run` does once started
     scheduler = runtime.scheduler()
     await scheduler.tick()  # first start, an hour early: nothing due (bounds recorded)
     clock.set(FIRE)

@@ -32,7 +32,7 @@ from aiohttp import web  # noqa: E402
 from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
 from bot.adapters.slack import SlackAdapter  # noqa: E402
-from bot.app import build_runtime  # noqa: E402
+from bot.app import build_runtime, freeze_startup_objects  # noqa: E402
 from bot.config import Secrets  # noqa: E402
 from tests.slack.conftest import CONFIG, SECRET, sign  # noqa: E402
 from tests.slack.fake_slack import FakeSlack  # noqa: E402
@@ -169,6 +169,7 @@ async def main(n: int, in_flight: int) -> None:
         )
         ours = SlackAdapter(runtime.ports)
         await ours.start(host="127.0.0.1", port=0)
+        freeze_startup_objects()  # as `python -m bot run` does once started
         ours_url = f"http://127.0.0.1:{ours.port}/slack/events"
         floor_runner, floor_url, floor_session = await floor_server(Path(tmp) / "floor.db")
         async with aiohttp.ClientSession() as session:  # open the round

@@ -131,13 +131,14 @@ class Outbox:
             key = post_key(post)
             if isinstance(post, Summary | ThreadPost):
                 post = replace(post, key=key)
+            payload = encode_post(post)
             rows.append(
                 {
                     "key": key,
                     "channel": post.channel,
                     "round_id": post.round_id or None,
-                    "kind": encode_post(post)["type"],
-                    "payload": encode_post(post),
+                    "kind": payload["type"],
+                    "payload": payload,
                     "status": SENDING,
                     "attempts": 0,
                     "not_before": now,

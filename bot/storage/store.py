@@ -1082,9 +1082,10 @@ class Store:
         inserts nothing. Returns the new ids."""
         if not rows:
             return []
-        async with self.session() as s:
-            result = await s.execute(
-                self._insert(OutboxEntry).on_conflict_do_nothing().returning(OutboxEntry.id),
+        outbox = OutboxEntry.__table__
+        async with self.session() as s:  # Core: the ORM's unit of work costs more than the rest
+            result = await (await s.connection()).execute(
+                self._insert(outbox).on_conflict_do_nothing().returning(outbox.c.id),
                 list(rows),
             )
             return [row_id for (row_id,) in result.all()]

@@ -13,13 +13,14 @@ replies a command may send), it says what was left out and where to see it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from bot.core import render
-from bot.core.events import Reply, RoundPost, Summary, ThreadPost
+from bot.core.events import PromptView, Reply, RoundPost, Summary, ThreadPost
 
 SHARE_ACTION = "roundtable_share"
 MODAL_CALLBACK = "roundtable_answers"
@@ -179,19 +180,7 @@ def round_blocks(post: RoundPost) -> list[Block]:
     A long summary or question list takes as many sections as it needs, so the last
     questions are never lost to the 3,000-character section limit.
     """
-    prompt = post.prompt
-    title = f"Preview: {prompt.title}" if post.preview else prompt.title
-    source = link(prompt.url, prompt.source) if prompt.url else escape(prompt.source)
-    lines = []
-    for i, (text, origin) in enumerate(prompt.questions, 1):
-        tag = " _(from the article)_" if origin == "article" else ""
-        lines.append(f"{i}. {escape(text)}{tag}")
-    blocks: list[Block] = [
-        *header(title),
-        *sections(escape(prompt.summary)),
-        *contexts(f"Source: {source}"),
-        *_pack(lines, "*Questions*"),
-    ]
+    blocks = list(_prompt_blocks(post.prompt, post.preview))
     if not post.preview:
         blocks.append(
             {
@@ -214,6 +203,24 @@ def round_blocks(post: RoundPost) -> list[Block]:
         hint += " Answer anonymously with the button or `/discuss answer --anonymous <text>`."
     blocks.append(context(hint))
     return blocks
+
+
+@functools.lru_cache(maxsize=64)
+def _prompt_blocks(prompt: PromptView, preview: bool) -> tuple[Block, ...]:
+    """The blocks every channel's post of one prompt shares (built once per fan-out;
+    the blocks are never changed after they are built)."""
+    title = f"Preview: {prompt.title}" if preview else prompt.title
+    source = link(prompt.url, prompt.source) if prompt.url else escape(prompt.source)
+    lines = []
+    for i, (text, origin) in enumerate(prompt.questions, 1):
+        tag = " _(from the article)_" if origin == "article" else ""
+        lines.append(f"{i}. {escape(text)}{tag}")
+    return (
+        *header(title),
+        *sections(escape(prompt.summary)),
+        *contexts(f"Source: {source}"),
+        *_pack(lines, "*Questions*"),
+    )
 
 
 def round_metadata(post: RoundPost) -> dict[str, Any]:
