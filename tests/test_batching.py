@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import event, select
 
+from bot.config import Secrets
 from bot.core.events import MessagePosted
+from bot.core.ports import Ports
 from bot.storage.models import InboxEntry
 from tests.support import make_chat
 from tests.test_scheduling import BERLIN, config, setup, tick_at
@@ -109,5 +111,23 @@ async def test_answers_arriving_together_are_stored_and_processed_in_one_transac
         async with chat.store.session() as s:  # processed: the payload is not kept
             rows = (await s.scalars(select(InboxEntry))).all()
         assert {(r.status, json.dumps(r.payload)) for r in rows} == {("done", "{}")}
+    finally:
+        await chat.store.close()
+
+
+async def test_names_learned_together_are_written_in_one_transaction(config_path, sqlite_url):
+    chat = await make_chat(config_path, sqlite_url)
+    ports = Ports(chat.dispatcher, chat.clock, chat.library, Secrets())
+    try:
+        await chat.say("/discuss now")
+        for i in range(5):
+            await chat.say(f"answer from p{i}", who=f"p{i}")
+        recorded = Statements(chat.store.engine)
+        await asyncio.gather(*(ports.rename(f"console:p{i}", f"Person {i}") for i in range(5)))
+        [renames] = recorded.transactions  # one transaction, one UPDATE for all five
+        assert [s.split()[0] for s in renames] == ["UPDATE"]
+        round_ = await chat.store.open_round_in(chat.channel)
+        names = sorted(r.author_name for r in await chat.store.responses(round_.id))
+        assert names == [f"Person {i}" for i in range(5)]
     finally:
         await chat.store.close()

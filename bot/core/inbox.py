@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from bot import metrics
 from bot.core import commands
 from bot.core.anonymity import Keyring, open_payload, seal_payload
+from bot.core.batching import Batcher
 from bot.core.clock import Clock
 from bot.core.codec import decode_incoming, encode_incoming
 from bot.core.commands import CommandError
@@ -146,8 +147,7 @@ class Inbox:
         self.outbox = outbox
         self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = {}
-        self._queue: list[tuple[str, dict, asyncio.Future[int | None]]] = []
-        self._flusher: asyncio.Task | None = None
+        self._inserts = Batcher(self._store_many, limit=BATCH)  # group commit
         self._work: list[tuple[int, Incoming, asyncio.Future]] = []
         self._worker: asyncio.Task | None = None
         self._waiting: dict[str, int] = {}
@@ -165,7 +165,7 @@ class Inbox:
         last: BaseException | None = None
         for attempt in range(2):  # one quick retry: a pooled connection may have gone stale
             try:
-                entry_id = await self._insert(key, payload)
+                entry_id = await self._inserts.submit((key, payload))
                 if entry_id is None:
                     log.info("ignored a redelivered event (%s)", key.split(":", 1)[0])
                 else:
@@ -180,32 +180,16 @@ class Inbox:
         log.error("could not store an incoming event: %s", type(last).__name__)
         raise NotSaved(str(last)) from last
 
-    async def _insert(self, key: str, payload: dict) -> int | None:
-        """Group commit: events that arrive while a commit is under way are stored
-        together in the next one (one transaction and one fsync for all of them)."""
-        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._queue.append((key, payload, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-            try:
-                ids = await self.store.inbox_add_many(
-                    [(key, payload) for key, payload, _ in batch], self.clock.now()
-                )
-            except Exception as exc:  # every caller hears it (and tells its person)
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            seen: set[str] = set()
-            for key, _, future in batch:
-                if not future.done():
-                    future.set_result(None if key in seen else ids.get(key))
-                seen.add(key)
+    async def _store_many(self, items: list[tuple[str, dict]]) -> list[int | None]:
+        """One batch of ``accept`` (``Batcher``: one transaction for all of them): each
+        row's id, or None for a key already stored (a redelivery, or twice in a batch)."""
+        ids = await self.store.inbox_add_many(items, self.clock.now())
+        seen: set[str] = set()
+        results: list[int | None] = []
+        for key, _ in items:
+            results.append(None if key in seen else ids.get(key))
+            seen.add(key)
+        return results
 
     async def process(self, ticket: Ticket) -> Replies:
         """Handle an accepted event; returns what to tell the person who acted."""

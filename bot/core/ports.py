@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.core.batching import Batcher
 from bot.core.clock import Clock
 from bot.core.dispatch import Dispatcher, Platform, Ticket
 from bot.core.events import Incoming, Reply, RoundPost, Summary
@@ -69,6 +70,7 @@ class Ports:
         self.clock = clock
         self.library = library
         self.secrets = secrets
+        self._renames = Batcher(self._rename_many)
 
     def register(self, platform: Platform) -> None:
         """Deliver the core's posts for ``platform.name:`` channels through ``platform``."""
@@ -108,5 +110,10 @@ class Ports:
 
     async def rename(self, author_key: str, name: str) -> None:
         """A display name learned after the answer was stored (names are never fetched
-        before an answer is saved): correct it in the open rounds' answers."""
-        await self._store.rename_author(author_key, name)
+        before an answer is saved): correct it in the open rounds' answers. Names learned
+        together are written together (one transaction)."""
+        await self._renames.submit((author_key, name))
+
+    async def _rename_many(self, names: list[tuple[str, str]]) -> list[None]:
+        await self._store.rename_authors(dict(names))
+        return [None] * len(names)

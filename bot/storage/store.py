@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -70,6 +70,18 @@ _BY_MESSAGE = select(Response).where(
     Response.round_id == bindparam("round_id"), Response.message_ref == bindparam("ref")
 )
 _INSERT_RESPONSE = insert(_responses).returning(_responses.c.id)
+_RENAME = (
+    update(_responses)
+    .where(
+        _responses.c.author_id == bindparam("who"),
+        # no IN (…) of values: an expanding list cannot run as executemany
+        _responses.c.round_id.in_(
+            select(Round.id).where(or_(*(Round.status == status for status in OPEN_STATUSES)))
+        ),
+        _responses.c.author_name.is_distinct_from(bindparam("name")),
+    )
+    .values(author_name=bindparam("name"))
+)
 _CLAIM_MANY = (
     update(InboxEntry.__table__)
     .where(
@@ -832,18 +844,14 @@ class Store:
             result = await s.execute(delete(Response).where(Response.round_id == round_id, who))
             return result.rowcount
 
-    async def rename_author(self, author_id: str, name: str) -> int:
-        """Set the display name of someone's named answers in open rounds."""
-        async with self._unflushed() as s:
-            open_rounds = select(Round.id).where(Round.status.in_(OPEN_STATUSES))
-            result = await s.execute(
-                update(Response)
-                .where(
-                    Response.author_id == author_id,
-                    Response.round_id.in_(open_rounds),
-                    Response.author_name.is_distinct_from(name),
-                )
-                .values(author_name=name)
+    async def rename_authors(self, names: dict[str, str]) -> int:
+        """Set display names (author id → name) of named answers in open rounds, all in
+        one transaction that need not wait for the disk (a name is no promise)."""
+        if not names:
+            return 0
+        async with self._unflushed() as connection:
+            result = await connection.execute(
+                _RENAME, [{"who": who, "name": name} for who, name in names.items()]
             )
             return result.rowcount or 0
 
