@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import event, select
 
 from bot.config import Secrets
-from bot.core.events import MessagePosted
+from bot.core.events import CommandInvoked, MessagePosted
 from bot.core.ports import Ports
 from bot.storage.models import InboxEntry
 from tests.support import make_chat
@@ -106,6 +106,8 @@ async def test_answers_arriving_together_are_stored_and_processed_in_one_transac
         [batch] = [t for t in processed if any("UPDATE inbox" in s for s in t)]
         assert sum("UPDATE inbox" in s for s in batch) == 1
         assert not any(s.startswith("SAVEPOINT") for s in batch)
+        # the channel's open round is looked up once for the batch, not once per answer
+        assert sum("FROM rounds" in s for s in batch) == 1
         round_ = await chat.store.open_round_in(chat.channel)
         assert len(await chat.store.responses(round_.id)) == 20
         async with chat.store.session() as s:  # processed: the payload is not kept
@@ -129,5 +131,23 @@ async def test_names_learned_together_are_written_in_one_transaction(config_path
         round_ = await chat.store.open_round_in(chat.channel)
         names = sorted(r.author_name for r in await chat.store.responses(round_.id))
         assert names == [f"Person {i}" for i in range(5)]
+    finally:
+        await chat.store.close()
+
+
+async def test_the_open_round_is_looked_up_again_once_a_round_was_written(config_path, sqlite_url):
+    chat = await make_chat(config_path, sqlite_url)
+    try:
+        await chat.say("/discuss now")
+        async with chat.store.transaction():
+            first = await chat.store.open_round_in(chat.channel)
+            assert await chat.store.open_round_in(chat.channel) is first  # no second query
+            replies = await chat.dispatcher.handlers.handle(
+                CommandInvoked(chat.actor("admin"), chat.channel, "/discuss now")
+            )
+            second = await chat.store.open_round_in(chat.channel)
+            assert second is not None and second.id != first.id, replies
+            first.status = "closed"  # a change waiting to be flushed: asked again
+            assert (await chat.store.open_round_in(chat.channel)).id == second.id
     finally:
         await chat.store.close()

@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, case, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -70,6 +70,7 @@ _BY_MESSAGE = select(Response).where(
     Response.round_id == bindparam("round_id"), Response.message_ref == bindparam("ref")
 )
 _INSERT_RESPONSE = insert(_responses).returning(_responses.c.id)
+_WRITES_ROUNDS = ("INSERT INTO rounds ", "UPDATE rounds ", "DELETE FROM rounds ")
 _RENAME = (
     update(_responses)
     .where(
@@ -164,6 +165,13 @@ class Store:
         # which sleeps in steps of up to 100 ms. (Other processes still wait on busy_timeout.)
         self._one_writer = WriterTurn() if engine.dialect.name == "sqlite" else None
         self._wal_dirty = False  # a round closed: truncate SQLite's WAL once committed
+        # bumped by every statement that writes the rounds table (see open_round_in)
+        self._rounds_written = 0
+        event.listen(engine.sync_engine, "before_cursor_execute", self._note_round_writes)
+
+    def _note_round_writes(self, _conn, _cursor, statement: str, *_: Any) -> None:
+        if statement.startswith(_WRITES_ROUNDS):
+            self._rounds_written += 1
 
     def _closed_something(self) -> None:
         self._wal_dirty = True
@@ -422,8 +430,21 @@ class Store:
             return {r.id: r for r in rows.all()}
 
     async def open_round_in(self, channel: str) -> Round | None:
-        async with self.session() as s:
-            return await s.scalar(_OPEN_ROUND, {"channel": channel})
+        current = _ambient.get()
+        if current is None or self.dialect != "sqlite":
+            async with self.session() as s:
+                return await s.scalar(_OPEN_ROUND, {"channel": channel})
+        # Inside one SQLite transaction (the write lock is ours: nobody else can change
+        # a round meanwhile), a batch of answers to one channel asks once, until a
+        # statement writes the rounds table or a Round is waiting to be flushed.
+        cache: dict[str, tuple[int, Round | None]] = current.info.setdefault("open_rounds", {})
+        known = cache.get(channel)
+        pending = any(isinstance(o, Round) for o in (*current.new, *current.dirty))
+        if known is not None and known[0] == self._rounds_written and not pending:
+            return known[1]
+        round_ = await current.scalar(_OPEN_ROUND, {"channel": channel})
+        cache[channel] = (self._rounds_written, round_)
+        return round_
 
     async def latest_round(self, channel: str) -> Round | None:
         async with self.session() as s:
