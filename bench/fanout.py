@@ -3,7 +3,8 @@
 Run by hand: ``.venv/bin/python bench/fanout.py [N] [RUNS]`` (default 500 channels, 3 runs).
 Everything runs on loopback against the Web API fake from tests/slack.
 
-* roundtable: a real runtime (SQLite file, WAL, synchronous=FULL) and the real Slack
+* roundtable: a real runtime (SQLite file, WAL; commits that precede "saved" or a post
+  wait for the disk, synchronous=FULL) and the real Slack
   adapter; ``Scheduler.tick`` at the fire instant claims the occurrence in all channels
   and delivers the N round posts through the outbox (20 in flight).
 * floor: one SQLite transaction writing one row per channel (same pragmas), then the same

@@ -4,7 +4,8 @@ Run by hand: ``.venv/bin/python bench/ingest.py [N] [IN_FLIGHT]`` (default 500 a
 Everything runs on loopback: the Web API fake from tests/slack, and a collector that
 notes when each confirmation arrives at its ``response_url``.
 
-* roundtable: a real runtime (SQLite file, WAL, synchronous=FULL) and the real Slack
+* roundtable: a real runtime (SQLite file, WAL; commits that precede "saved" or a post
+  wait for the disk, synchronous=FULL) and the real Slack
   adapter in HTTP mode, with a round open in the channel.
 * floor: a minimal aiohttp endpoint that verifies the signature, INSERTs the answer into
   SQLite (same pragmas, one commit), answers 200 and posts the confirmation to the

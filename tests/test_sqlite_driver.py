@@ -44,6 +44,38 @@ async def test_statements_run_in_the_loops_thread_and_the_commit_in_another(tmp_
     assert threads[3].startswith("COMMIT") and not threads[3].endswith(here)
 
 
+async def test_a_wal_checkpoint_runs_in_a_worker_thread(tmp_path):
+    connection = await sqlite_driver.connector(str(tmp_path / "t.db"))()
+    threads: list[str] = []
+    connection._conn.set_trace_callback(lambda sql: threads.append(threading.current_thread().name))
+    try:
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        await connection.close()
+    here = threading.current_thread().name
+    assert threads[0] == here and threads[1] != here
+
+
+async def test_a_cancelled_commit_is_waited_for_before_the_cancellation_goes_on():
+    started, release = threading.Event(), threading.Event()
+
+    def slow_commit() -> str:
+        started.set()
+        release.wait(5)
+        return "committed"
+
+    task = asyncio.create_task(sqlite_driver._in_thread(slow_commit))
+    await asyncio.to_thread(started.wait, 5)  # the commit is running in its thread
+    task.cancel()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()  # the commit is still running: nobody may use the connection
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_the_acks_commit_skips_the_fsync_and_every_other_commit_keeps_it(
     tmp_path, sqlite_url
 ):

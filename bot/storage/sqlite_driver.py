@@ -4,8 +4,9 @@ aiosqlite runs every call (cursor, execute, fetch, close) on its own worker thre
 thread hand-offs per statement, each a queue put, a wake-up and a callback into the
 event loop. For a local SQLite file the statements themselves take microseconds, far
 less than the hand-off, and they never wait for the disk in WAL mode: only COMMIT does
-(the fsync of ``synchronous=FULL``). So statements run in the event loop's thread and
-the commit runs in a worker thread, where waiting for the disk blocks nobody.
+(the fsync of ``synchronous=FULL``), as do a WAL checkpoint and VACUUM. So statements
+run in the event loop's thread and those run in a worker thread, where waiting for the
+disk blocks nobody.
 
 ``busy_timeout`` is 0 on these connections: a statement that meets another process's
 write lock (a CLI command, a migration) raises SQLITE_BUSY at once and is retried here
@@ -25,6 +26,8 @@ import aiosqlite
 
 BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 BUSY_WAIT = 30.0  # seconds a statement waits for another process's lock, then fails
+# statements that write the database file and wait for the disk, as COMMIT does
+_WAITS = ("PRAGMA WAL_CHECKPOINT", "VACUUM")
 
 
 class InlineConnection(aiosqlite.Connection):
@@ -65,13 +68,15 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         if fn == self._connection.commit or fn == self._connection.rollback:
             return await self._end(fn)
+        if args and isinstance(args[0], str) and args[0].lstrip().upper().startswith(_WAITS):
+            return await _retry_busy(lambda: _in_thread(fn, *args, **kwargs))
         return await _retry_busy(lambda: _now(fn, *args, **kwargs))
 
     async def _end(self, fn: Callable[[], None]) -> None:
         """Commit (in a thread when it waits for the disk) or roll back."""
         try:
             if fn == self._conn.commit and self._relaxed_from is None:
-                await _retry_busy(lambda: asyncio.to_thread(fn))
+                await _retry_busy(lambda: _in_thread(fn))
             else:
                 await _retry_busy(lambda: _now(fn))
         finally:
@@ -89,6 +94,19 @@ class InlineConnection(aiosqlite.Connection):
 
 async def _now(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
+
+
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` in a worker thread. Cancelled meanwhile, it still waits for ``fn`` to
+    finish before passing the cancellation on: the connection is never used by two
+    threads at once (a rollback must not start while the commit is still running)."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await work
+        raise
 
 
 async def _retry_busy(call: Callable[[], Any]) -> Any:
