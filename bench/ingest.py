@@ -32,14 +32,9 @@ import aiosqlite  # noqa: E402
 from aiohttp import web  # noqa: E402
 from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
-from bot.adapters.slack import SlackAdapter  # noqa: E402
-from bot.app import build_runtime, freeze_startup_objects  # noqa: E402
-from bot.config import Secrets  # noqa: E402
-from tests.slack.conftest import CONFIG, SECRET, sign  # noqa: E402
+from bench.common import start_roundtable  # noqa: E402
+from tests.slack.conftest import SECRET, sign  # noqa: E402
 from tests.slack.fake_slack import FakeSlack  # noqa: E402
-from tests.support import write_library  # noqa: E402
-
-TOKEN = "xoxb-bench"
 
 
 class Collector:
@@ -162,15 +157,7 @@ async def main(n: int, in_flight: int) -> None:
     await collector.start()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        config = CONFIG.format(admin="UADMIN", mode="http", port=3000, api_url=fake.api_url)
-        runtime = await build_runtime(
-            write_library(Path(tmp), config=config),
-            secrets=Secrets(slack_bot_token=TOKEN, slack_signing_secret=SECRET),
-            database=f"sqlite+aiosqlite:///{tmp}/ours.db",
-        )
-        ours = SlackAdapter(runtime.ports)
-        await ours.start(host="127.0.0.1", port=0)
-        freeze_startup_objects()  # as `python -m bot run` does once started
+        runtime, ours = await start_roundtable(Path(tmp), fake.api_url)
         ours_url = f"http://127.0.0.1:{ours.port}/slack/events"
         floor_runner, floor_url, floor_session = await floor_server(Path(tmp) / "floor.db")
         async with aiohttp.ClientSession() as session:  # open the round

@@ -41,7 +41,7 @@ from slack_bolt.app.async_app import AsyncApp  # noqa: E402
 from slack_sdk.signature import SignatureVerifier  # noqa: E402
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
-from tests.slack.conftest import CONFIG, SECRET, sign  # noqa: E402
+from tests.slack.conftest import SECRET, sign  # noqa: E402
 
 TOKEN = "xoxb-bench"
 IN_FLIGHT = 20
@@ -117,25 +117,14 @@ async def control(drain) -> tuple[web.AppRunner, str]:
 
 
 async def main(n: int) -> None:
-    from bot.adapters.slack import SlackAdapter
-    from bot.app import build_runtime, freeze_startup_objects
-    from bot.config import Secrets
+    from bench.common import start_roundtable
     from tests.slack.fake_slack import FakeSlack
-    from tests.support import write_library
 
     logging.getLogger("bot").setLevel(logging.ERROR)  # 300 rounds run low on prompts
     fake = FakeSlack()
     await fake.start()
     with tempfile.TemporaryDirectory() as tmp:
-        config = CONFIG.format(admin="UADMIN", mode="http", port=3000, api_url=fake.api_url)
-        runtime = await build_runtime(
-            write_library(Path(tmp), config=config),
-            secrets=Secrets(slack_bot_token=TOKEN, slack_signing_secret=SECRET),
-            database=f"sqlite+aiosqlite:///{tmp}/bench.db",
-        )
-        ours = SlackAdapter(runtime.ports)
-        await ours.start(host="127.0.0.1", port=0)
-        freeze_startup_objects()  # as `python -m bot run` does once started
+        runtime, ours = await start_roundtable(Path(tmp), fake.api_url)
         runners = []
         urls = {"roundtable": f"http://127.0.0.1:{ours.port}"}
         for name, server in (
