@@ -27,6 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The answers a new form or command answer of the same person and question replaces.
+NAMED_FORM_ANSWER = "message_ref IS NULL AND NOT anonymous AND author_id IS NOT NULL"
+
 
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
@@ -131,7 +134,19 @@ class Response(Base):
     """One answer. Named answers carry the author; anonymous ones only a randomised tag."""
 
     __tablename__ = "responses"
-    __table_args__ = (UniqueConstraint("round_id", "message_ref", name="uq_response_message"),)
+    __table_args__ = (
+        UniqueConstraint("round_id", "message_ref", name="uq_response_message"),
+        # one named form/command answer per person and question (migration 0005)
+        Index(
+            "uq_response_named_question",
+            "round_id",
+            "author_id",
+            text("COALESCE(question, 0)"),
+            unique=True,
+            sqlite_where=text(NAMED_FORM_ANSWER),
+            postgresql_where=text(NAMED_FORM_ANSWER),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)

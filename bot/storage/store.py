@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, case, delete, event, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -29,6 +29,7 @@ from bot.storage.models import (
     DONE,
     GAVE_UP,
     MISSED,
+    NAMED_FORM_ANSWER,
     OPEN_STATUSES,
     PENDING,
     POSTED,
@@ -66,10 +67,6 @@ _inbox = InboxEntry.__table__
 _OPEN_ROUND = select(Round).where(
     Round.channel == bindparam("channel"), Round.status.in_(OPEN_STATUSES)
 )
-_BY_MESSAGE = select(Response).where(
-    Response.round_id == bindparam("round_id"), Response.message_ref == bindparam("ref")
-)
-_INSERT_RESPONSE = insert(_responses).returning(_responses.c.id)
 _WRITES_ROUNDS = ("INSERT INTO rounds ", "UPDATE rounds ", "DELETE FROM rounds ")
 _RENAME = (
     update(_responses)
@@ -92,26 +89,7 @@ _CLAIM_MANY = (
     .values(status=DONE, processed_at=bindparam("now"), error=None, payload={})
     .returning(InboxEntry.__table__.c.id)
 )
-_SAME_QUESTION: dict[tuple[bool, bool], Any] = {}
-
-
-def _same_question(anonymous: bool, no_question: bool):
-    """The earlier form answer an answer replaces (four shapes, each built once)."""
-    key = (anonymous, no_question)
-    if key not in _SAME_QUESTION:
-        # (anonymous answers find their earlier one by opening the round's randomised tags,
-        # RoundService.record_answer; they never come here)
-        who = Response.author_id
-        _SAME_QUESTION[key] = select(Response).where(
-            Response.round_id == bindparam("round_id"),
-            Response.message_ref.is_(None),
-            Response.anonymous.is_(anonymous),
-            who == bindparam("who"),
-            Response.question.is_(None)
-            if no_question
-            else Response.question == bindparam("question"),
-        )
-    return _SAME_QUESTION[key]
+_SAVE_ANSWER: dict[tuple[str, str], Any] = {}
 
 
 class WriterTurn:
@@ -775,40 +753,64 @@ class Store:
     async def save_response(
         self, response: Response, *, replace_same_question: bool
     ) -> tuple[Response, bool]:
-        """Insert an answer, or update the one it replaces. Returns (row, was_update).
+        """Insert an answer, or update the one it replaces, in one statement. Returns
+        (row, was_update).
 
         A message-backed answer (thread reply, console line) is keyed by its message id, so
-        a redelivered event updates instead of duplicating. A form or command answer
-        replaces the same person's earlier form answer to the same question.
+        a redelivered event updates instead of duplicating. A named form or command answer
+        replaces the same person's earlier form answer to the same question (a unique
+        index holds this: migration 0005). The update sets ``edited_at``, which a new
+        row never has: that is how the statement tells which one it did.
         """
+        if response.message_ref is not None:
+            kind = "message"
+        elif replace_same_question and not response.anonymous and response.author_id:
+            kind = "question"
+        else:
+            kind = "insert"
+        values = {
+            column.key: value
+            for column in _responses.columns
+            if column.key not in ("id", "edited_at")
+            and ((value := getattr(response, column.key)) is not None or column.default is None)
+        }
         async with self.session() as s:
-            existing = None
-            if response.message_ref is not None:
-                existing = await s.scalar(
-                    _BY_MESSAGE, {"round_id": response.round_id, "ref": response.message_ref}
-                )
-            elif replace_same_question and not response.anonymous:
-                existing = await s.scalar(
-                    _same_question(False, response.question is None),
-                    {
-                        "round_id": response.round_id,
-                        "who": response.author_id,
-                        "question": response.question,
+            row_id, edited_at = (
+                await (await s.connection()).execute(self._save_answer(kind), values)
+            ).one()
+        response.id = row_id
+        if edited_at is not None:
+            response.edited_at = edited_at
+        return response, edited_at is not None
+
+    def _save_answer(self, kind: str) -> Any:
+        """The statement ``save_response`` runs, built once per dialect and kind."""
+        key = (self.dialect, kind)
+        if key not in _SAVE_ANSWER:
+            insert_row = self._insert(_responses)
+            if kind == "message":
+                insert_row = insert_row.on_conflict_do_update(
+                    index_elements=[_responses.c.round_id, _responses.c.message_ref],
+                    set_={
+                        "text": insert_row.excluded.text,
+                        "edited_at": insert_row.excluded.created_at,
                     },
                 )
-            if existing is not None:
-                existing.text = response.text
-                existing.edited_at = response.created_at
-                return existing, True
-            # a Core INSERT: the ORM's unit of work cost more than the rest of an answer
-            values = {
-                column.key: value
-                for column in _responses.columns
-                if column.key != "id"
-                and ((value := getattr(response, column.key)) is not None or column.default is None)
-            }
-            response.id = (await s.execute(_INSERT_RESPONSE, values)).scalar_one()
-            return response, False
+            elif kind == "question":
+                insert_row = insert_row.on_conflict_do_update(
+                    index_elements=[
+                        _responses.c.round_id,
+                        _responses.c.author_id,
+                        text("COALESCE(question, 0)"),
+                    ],
+                    index_where=text(NAMED_FORM_ANSWER),
+                    set_={
+                        "text": insert_row.excluded.text,
+                        "edited_at": insert_row.excluded.created_at,
+                    },
+                )
+            _SAVE_ANSWER[key] = insert_row.returning(_responses.c.id, _responses.c.edited_at)
+        return _SAVE_ANSWER[key]
 
     async def round_of_response(self, channel: str, message_ref: str) -> Round | None:
         """The round an answer posted as message ``message_ref`` belongs to."""
