@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -33,30 +33,20 @@ _WAITS = ("PRAGMA WAL_CHECKPOINT", "VACUUM")
 class InlineConnection(aiosqlite.Connection):
     """An ``aiosqlite.Connection`` that calls sqlite3 directly (see the module doc)."""
 
-    _relaxed_from: int | None = None  # synchronous level to restore after this commit
+    fsync_commits = True  # False: see ``commit_without_fsync``
 
     def __await__(self):  # no worker thread to start
         return self._connect().__await__()
 
-    @contextlib.contextmanager
-    def commit_without_fsync(self) -> Iterator[None]:
-        """The transaction begun inside the block commits without waiting for the disk
-        (``synchronous=NORMAL``, which SQLite lets change only between transactions).
-        In WAL mode such a commit survives the process being killed, and the next
-        ordinary commit's fsync makes it durable with its own."""
+    def commit_without_fsync(self) -> None:
+        """From now on this connection's commits do not wait for the disk
+        (``synchronous=NORMAL``): in WAL mode such a commit survives the process being
+        killed, and the next commit on a connection that does fsync makes it durable
+        with its own. For a connection set aside for such writes (``Store._unflushed``)."""
         if self._conn.in_transaction:
-            raise RuntimeError("commit_without_fsync must come before the transaction begins")
-        self._relaxed_from = self._conn.execute("PRAGMA synchronous").fetchone()[0]
+            raise RuntimeError("commit_without_fsync must come before a transaction begins")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            yield
-        finally:
-            self._restore()
-
-    def _restore(self) -> None:
-        level, self._relaxed_from = self._relaxed_from, None
-        if level is not None and self._connection is not None:
-            self._connection.execute(f"PRAGMA synchronous={int(level)}")
+        self.fsync_commits = False
 
     async def _connect(self) -> InlineConnection:
         if self._connection is None:
@@ -74,13 +64,10 @@ class InlineConnection(aiosqlite.Connection):
 
     async def _end(self, fn: Callable[[], None]) -> None:
         """Commit (in a thread when it waits for the disk) or roll back."""
-        try:
-            if fn == self._conn.commit and self._relaxed_from is None:
-                await _retry_busy(lambda: _in_thread(fn))
-            else:
-                await _retry_busy(lambda: _now(fn))
-        finally:
-            self._restore()
+        if fn == self._conn.commit and self.fsync_commits:
+            await _retry_busy(lambda: _in_thread(fn))
+        else:
+            await _retry_busy(lambda: _now(fn))
 
     def stop(self) -> None:
         self._running = False

@@ -145,6 +145,7 @@ class Store:
         self._wal_dirty = False  # a round closed: truncate SQLite's WAL once committed
         # bumped by every statement that writes the rounds table (see open_round_in)
         self._rounds_written = 0
+        self._unflushed_sqlite: AsyncConnection | None = None  # see _unflushed
         event.listen(engine.sync_engine, "before_cursor_execute", self._note_round_writes)
 
     def _note_round_writes(self, _conn, _cursor, statement: str, *_: Any) -> None:
@@ -172,6 +173,9 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._unflushed_sqlite is not None:
+            await self._unflushed_sqlite.close()
+            self._unflushed_sqlite = None
         await self.engine.dispose()
 
     @property
@@ -1004,16 +1008,32 @@ class Store:
         if current is not None:  # part of a larger transaction: commits with it
             yield await current.connection()
             return
-        async with self._turn(urgent=True), self.engine.connect() as connection:
-            relaxed: contextlib.AbstractContextManager = contextlib.nullcontext()
-            if self.dialect == "sqlite":  # set before BEGIN: SQLite refuses it inside
-                raw = await connection.get_raw_connection()
-                relaxed = raw.driver_connection.commit_without_fsync()
-            with relaxed:
+        if self.dialect != "sqlite":
+            async with self.engine.connect() as connection, connection.begin():
+                await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                yield connection
+            return
+        # SQLite: one connection set aside, whose commits never wait for the disk (the
+        # level can only change between transactions; keeping it saves a pool checkout
+        # and three statements per ack)
+        async with self._turn(urgent=True):
+            connection = await self._unflushed_connection()
+            try:
                 async with connection.begin():
-                    if self.dialect == "postgresql":
-                        await connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
                     yield connection
+            except BaseException:
+                if connection.invalidated:
+                    self._unflushed_sqlite = None
+                    await connection.close()
+                raise
+
+    async def _unflushed_connection(self) -> AsyncConnection:
+        if self._unflushed_sqlite is None:
+            connection = await self.engine.connect()
+            raw = await connection.get_raw_connection()
+            raw.driver_connection.commit_without_fsync()
+            self._unflushed_sqlite = connection
+        return self._unflushed_sqlite
 
     async def inbox_claim(self, entry_id: int, now: datetime) -> bool:
         """Mark a pending row done in the current transaction, first thing: it commits
