@@ -41,7 +41,7 @@ from bot.core.rounds import RoundService
 from bot.library import Library, LibraryHolder
 from bot.plan import NextPrompt, Occurrence, decide_occurrence, occurrences, pick_next
 from bot.privacy import add_retention_job
-from bot.storage.models import MISSED, SKIPPED, Round
+from bot.storage.models import MISSED, SKIPPED, OutboxEntry, Round
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ class Scheduler:
         """Decide and claim one occurrence in all its channels in one transaction (a few
         statements for all of them), then deliver the posts: digests of the rounds this
         closed, and the new rounds."""
-        ids: list[int] = []
+        written: list[OutboxEntry] = []
         library = self.library.current
         loaded = library.prompt_sets.get(schedule.prompt_set)
         try:
@@ -368,14 +368,14 @@ class Scheduler:
                         schedule, occ.key, occ.at, picks
                     )
                     report.opened.extend(r.id for r in claimed)
-                    ids = await self.outbox.write(outcome.posts)
+                    written = await self.outbox.write(outcome.posts)
         except Exception:
             log.exception(
                 "firing %s at %s failed; the next sweep tries again", schedule.name, occ.key
             )
             return
-        if ids:
-            await self.outbox.deliver(ids)
+        if written:
+            await self.outbox.deliver(written)
 
     def grace_for(self, round_: Round) -> timedelta:
         """How long a scheduled round may wait to be posted: its catch-up window."""
@@ -394,8 +394,8 @@ class Scheduler:
             async with self.store.transaction():
                 if not await self.store.claim_reminder(round_.id, now):
                     continue
-                ids = await self.outbox.write([await self.service.reminder(round_)])
-            await self.outbox.deliver(ids)
+                written = await self.outbox.write([await self.service.reminder(round_)])
+            await self.outbox.deliver(written)
             report.reminded.append(round_.id)
 
     async def _close_due(self, now: datetime, report: TickReport) -> None:
@@ -404,7 +404,7 @@ class Scheduler:
                 outcome = await self.service.close_round(
                     round_, why="missed: its closing time came before it was posted"
                 )
-                ids = await self.outbox.write(outcome.posts)
-            if ids:
-                await self.outbox.deliver(ids)
+                written = await self.outbox.write(outcome.posts)
+            if written:
+                await self.outbox.deliver(written)
                 report.closed.append(round_.id)

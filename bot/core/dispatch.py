@@ -72,5 +72,5 @@ class Dispatcher:
         if not posts:
             return []
         async with self.service.store.transaction():
-            ids = await self.outbox.write(posts)
-        return (await self.outbox.deliver(ids)).failures
+            written = await self.outbox.write(posts)
+        return (await self.outbox.deliver(written)).failures

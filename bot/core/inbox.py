@@ -44,6 +44,7 @@ from bot.core.events import (
     platform_of,
 )
 from bot.core.outbox import Delivery, Outbox
+from bot.storage.models import OutboxEntry
 from bot.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -198,10 +199,10 @@ class Inbox:
             return list(outcome.replies)
         if ticket.entry_id is None:
             return []
-        outcome, ids = await self._run(ticket.entry_id, ticket.event)
+        outcome, written = await self._run(ticket.entry_id, ticket.event)
         if outcome is None:
             return []
-        delivery = await self.outbox.deliver(ids) if ids else Delivery()
+        delivery = await self.outbox.deliver(written) if written else Delivery()
         replies: Replies = list(outcome.replies)
         replies.extend(Reply(f"Could not post in {ch}: {why}") for ch, why in delivery.failures)
         metrics.event_handled(platform_of(ticket.event.channel), ticket.accepted_at)
@@ -237,8 +238,10 @@ class Inbox:
                 del self._waiting[key]
                 self._locks.pop(key, None)
 
-    async def _run(self, entry_id: int, event: Incoming) -> tuple[Outcome | None, list[int]]:
-        """Process one row exactly once. Returns (outcome, outbox ids) or (None, [])
+    async def _run(
+        self, entry_id: int, event: Incoming
+    ) -> tuple[Outcome | None, list[OutboxEntry]]:
+        """Process one row exactly once. Returns (outcome, outbox rows written) or (None, [])
         when someone else did it already."""
         async with self._ordered(order_keys(event)):
             for attempt in range(TRANSIENT_RETRIES + 1):
@@ -253,7 +256,9 @@ class Inbox:
                     return await self._failed(entry_id, exc), []
         return None, []  # pragma: no cover (the loop always returns)
 
-    async def _in_batch(self, entry_id: int, event: Incoming) -> tuple[Outcome | None, list[int]]:
+    async def _in_batch(
+        self, entry_id: int, event: Incoming
+    ) -> tuple[Outcome | None, list[OutboxEntry]]:
         """Rows ready at the same time are processed in one transaction (one commit and
         one fsync for all; a failing row rolls back alone, see ``_batch_isolated``)."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -300,12 +305,12 @@ class Inbox:
                 claimed.discard(entry_id)  # the same row twice in a batch: once
                 try:
                     outcome = await self._handle(event)
-                    ids = await self.outbox.write(outcome.posts)
+                    written = await self.outbox.write(outcome.posts)
                 except Exception as exc:
                     if transient(exc):
                         raise  # the database is away: the whole batch retries
                     raise _RowFailed from exc
-                results[id(future)] = (outcome, ids)
+                results[id(future)] = (outcome, written)
         return results
 
     async def _batch_isolated(self, batch: list) -> dict[int, Any]:
@@ -320,8 +325,8 @@ class Inbox:
                             results[id(future)] = (None, [])  # done already
                             continue
                         outcome = await self._handle(event)
-                        ids = await self.outbox.write(outcome.posts)
-                    results[id(future)] = (outcome, ids)
+                        written = await self.outbox.write(outcome.posts)
+                    results[id(future)] = (outcome, written)
                 except Exception as exc:
                     if transient(exc):
                         raise  # the database is away: the whole batch retries
@@ -363,11 +368,11 @@ class Inbox:
             except Exception as exc:
                 await self._failed(row.id, exc)
                 continue
-            outcome, ids = await self._run(row.id, event)
+            outcome, written = await self._run(row.id, event)
             if outcome is not None:
                 done += 1
-                if ids:
-                    await self.outbox.deliver(ids)
+                if written:
+                    await self.outbox.deliver(written)
         if done:
             log.info("processed %d event(s) left over in the inbox", done)
         return done

@@ -123,8 +123,10 @@ class Outbox:
 
     # ---- writing (inside the caller's transaction) ---------------------------------------
 
-    async def write(self, posts: Iterable[ChannelPost]) -> list[int]:
-        """Add rows for ``posts``, leased to this process (it delivers them next)."""
+    async def write(self, posts: Iterable[ChannelPost]) -> list[OutboxEntry]:
+        """Add rows for ``posts``, leased to this process (it delivers them next, once
+        the transaction has committed). Returns the rows added; a post whose key is
+        there already adds none."""
         now = self.clock.now()
         rows: list[dict[str, Any]] = []
         for post in posts:
@@ -146,25 +148,27 @@ class Outbox:
                     "created_at": now,
                 }
             )
-        return await self.store.outbox_add(rows) if rows else []
+        if not rows:
+            return []
+        ids = await self.store.outbox_add(rows)
+        return [OutboxEntry(id=ids[row["key"]], **row) for row in rows if row["key"] in ids]
 
     # ---- delivering ----------------------------------------------------------------------
 
-    async def deliver(self, ids: Iterable[int]) -> Delivery:
-        """Deliver rows this process wrote (and holds the lease on)."""
-        rows = [r for r in await self.store.outbox_rows(ids) if r.status == SENDING]
-        return await self._deliver(rows, recovering=False)
+    async def deliver(self, rows: Iterable[OutboxEntry]) -> Delivery:
+        """Deliver rows this process wrote (``write``: it holds their lease), as written:
+        nobody else touches a leased row, so they are not read back."""
+        return await self._deliver([r for r in rows if r.status == SENDING], recovering=False)
 
     async def deliver_due(self, now: datetime | None = None) -> Delivery:
         """Deliver rows nobody delivered: retries that are due, and rows whose sender
         died (lease expired). Rounds stranded without a row get one first."""
         now = now or self.clock.now()
         stranded = await self.store.stranded_rounds(now)
-        ids: list[int] = []
+        rows: list[OutboxEntry] = []
         if stranded:
             async with self.store.transaction():
-                ids = await self.write([round_post(r) for r in stranded])
-        rows = await self.store.outbox_rows(ids)
+                rows = await self.write([round_post(r) for r in stranded])
         rows += await self.store.outbox_lease_due(now, self.clock.now() + self.lease)
         if not rows:
             return Delivery()
@@ -199,7 +203,7 @@ class Outbox:
         if not delivery.sent:
             return
         now = self.clock.now()
-        late: list[int] = []
+        late: list[OutboxEntry] = []
         async with self.store.transaction():
             await self.lifecycle.posted_many(delivery.posted, now)
             await self.store.outbox_sent_many(delivery.sent, now)
@@ -214,7 +218,7 @@ class Outbox:
                     [build_summary(r, answers.get(r.id, []), final=True) for r in seen]
                 )
         if late:
-            await self._deliver(await self.store.outbox_rows(late), recovering=False)
+            await self._deliver(late, recovering=False)
 
     async def _one(
         self, row: OutboxEntry, round_: Round | None, recovering: bool, delivery: Delivery

@@ -1128,18 +1128,18 @@ class Store:
 
     # ---- outbox -------------------------------------------------------------------------
 
-    async def outbox_add(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+    async def outbox_add(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert outbox rows (in the caller's transaction) in one statement; a known key
-        inserts nothing. Returns the new ids."""
+        inserts nothing. Returns {key: id} of the rows inserted."""
         if not rows:
-            return []
+            return {}
         outbox = OutboxEntry.__table__
         async with self.session() as s:  # Core: the ORM's unit of work costs more than the rest
             result = await (await s.connection()).execute(
-                self._insert(outbox).on_conflict_do_nothing().returning(outbox.c.id),
+                self._insert(outbox).on_conflict_do_nothing().returning(outbox.c.id, outbox.c.key),
                 list(rows),
             )
-            return [row_id for (row_id,) in result.all()]
+            return {key: row_id for row_id, key in result.all()}
 
     async def outbox_lease_due(
         self, now: datetime, lease_until: datetime, limit: int = 200
@@ -1163,22 +1163,6 @@ class Store:
                     .values(status=SENDING, lease_until=lease_until)
                 )
             return rows
-
-    async def outbox_rows(self, ids: Iterable[int]) -> list[OutboxEntry]:
-        ids = list(ids)
-        if not ids:
-            return []
-        async with self.session() as s:
-            return list(
-                (
-                    await s.scalars(
-                        select(OutboxEntry)
-                        .where(OutboxEntry.id.in_(ids))
-                        .order_by(OutboxEntry.id)
-                        .execution_options(populate_existing=True)
-                    )
-                ).all()
-            )
 
     async def outbox_sent(self, entry_id: int, now: datetime) -> None:
         async with self.session() as s:
