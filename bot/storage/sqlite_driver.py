@@ -58,7 +58,7 @@ class InlineConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
         if fn == self._connection.commit or fn == self._connection.rollback:
             return await self._end(fn)
-        if args and isinstance(args[0], str) and args[0].lstrip().upper().startswith(_WAITS):
+        if args and isinstance(args[0], str) and args[0][:40].lstrip().upper().startswith(_WAITS):
             return await _retry_busy(lambda: _in_thread(fn, *args, **kwargs))
         return await _retry_busy(lambda: _now(fn, *args, **kwargs))
 
