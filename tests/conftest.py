@@ -79,6 +79,14 @@ def config_path(tmp_path):
 
 
 @pytest.fixture
+async def both(config_path, database_url):
+    """A chat on SQLite and, in a second run, on PostgreSQL."""
+    chat = await make_chat(config_path, database_url)
+    yield chat
+    await chat.store.close()
+
+
+@pytest.fixture
 async def chat(config_path, sqlite_url):
     c = await make_chat(config_path, sqlite_url)
     yield c

@@ -1,18 +1,9 @@
 """Rounds, answers, rotation and anonymity, through the core with no platform at all."""
 
-import pytest
 from sqlalchemy import select, text
 
 from bot.storage.models import Response, Round
 from tests.support import make_chat
-
-
-@pytest.fixture
-async def both(config_path, database_url):
-    """A chat on SQLite and, in a second run, on PostgreSQL."""
-    chat = await make_chat(config_path, database_url)
-    yield chat
-    await chat.store.close()
 
 
 async def test_now_posts_the_next_prompt_with_numbered_questions(chat):

@@ -56,18 +56,15 @@ class InlineConnection(aiosqlite.Connection):
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")
-        if fn == self._connection.commit or fn == self._connection.rollback:
-            return await self._end(fn)
-        if args and isinstance(args[0], str) and args[0][:40].lstrip().upper().startswith(_WAITS):
-            return await _retry_busy(lambda: _in_thread(fn, *args, **kwargs))
-        return await _retry_busy(lambda: _now(fn, *args, **kwargs))
+        run = _in_thread if self._waits_for_disk(fn, args) else _now
+        return await _retry_busy(lambda: run(fn, *args, **kwargs))
 
-    async def _end(self, fn: Callable[[], None]) -> None:
-        """Commit (in a thread when it waits for the disk) or roll back."""
-        if fn == self._conn.commit and self.fsync_commits:
-            await _retry_busy(lambda: _in_thread(fn))
-        else:
-            await _retry_busy(lambda: _now(fn))
+    def _waits_for_disk(self, fn: Callable[..., Any], args: tuple) -> bool:
+        """A commit that fsyncs, a WAL checkpoint, VACUUM: these go to a worker thread."""
+        if fn == self._conn.commit:
+            return self.fsync_commits
+        sql = args[0] if args and isinstance(args[0], str) else ""
+        return sql[:40].lstrip().upper().startswith(_WAITS)
 
     def stop(self) -> None:
         self._running = False

@@ -9,19 +9,10 @@ reminders, history) and the counts taken at close.
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from bot.core.anonymity import RoundTags, load_keyring, pseudonym
 from bot.storage.models import Response, Round
-from tests.support import make_chat
-
-
-@pytest.fixture
-async def both(config_path, database_url):
-    chat = await make_chat(config_path, database_url)
-    yield chat
-    await chat.store.close()
 
 
 async def anonymous_rows(chat) -> list[Response]:

@@ -10,7 +10,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
@@ -19,13 +18,6 @@ from bot.history import format_purges
 from bot.privacy import digests, export_text, purge_expired, purge_history
 from bot.storage.models import ProcessedEvent, Response, Round
 from tests.support import MINI_CONFIG, make_chat, write_library
-
-
-@pytest.fixture
-async def both(config_path, database_url):
-    chat = await make_chat(config_path, database_url)
-    yield chat
-    await chat.store.close()
 
 
 async def rows(store) -> list[tuple]:
