@@ -110,9 +110,16 @@ def answer_stored(platform: str, *, anonymous: bool) -> None:
 
 
 def event_received(platform: str, kind: str) -> float:
-    """Count the event; returns the start time for ``event_handled``."""
-    EVENTS_RECEIVED.labels(platform, kind).inc()
+    """Count the event; returns the start time for ``event_handled``. Counted inside
+    the ack: the labelled counter is looked up once per platform and kind."""
+    counter = _received.get((platform, kind))
+    if counter is None:
+        counter = _received[platform, kind] = EVENTS_RECEIVED.labels(platform, kind)
+    counter.inc()
     return time.monotonic()
+
+
+_received: dict[tuple[str, str], Any] = {}
 
 
 def event_handled(platform: str, started: float) -> None:

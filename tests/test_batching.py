@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import event, select
 
 from bot.config import Secrets
+from bot.core.batching import Batcher
 from bot.core.events import CommandInvoked, MessagePosted
 from bot.core.ports import Ports
 from bot.storage.models import InboxEntry
@@ -80,12 +81,12 @@ async def test_a_sweep_with_nothing_due_writes_nothing(tmp_path, sqlite_url):
         await chat.store.close()
 
 
-async def test_answers_arriving_together_are_stored_and_processed_in_one_transaction_each(
+async def test_answers_arriving_together_are_stored_at_once_and_processed_in_one_transaction(
     config_path, sqlite_url
 ):
-    """Group commit under concurrency: 20 answers accepted at once are one inbox INSERT
-    transaction (one fsync), and processed together in one transaction with a single
-    claim UPDATE and no savepoints."""
+    """20 answers accepted at once: each is stored before its ack returns (on SQLite a
+    commit of its own that waits for no disk and no SQLAlchemy), then they are processed
+    together in one transaction with a single claim UPDATE and no savepoints."""
     chat = await make_chat(config_path, sqlite_url)
     try:
         await chat.say("/discuss now")
@@ -98,12 +99,16 @@ async def test_answers_arriving_together_are_stored_and_processed_in_one_transac
         tickets = await asyncio.gather(
             *(inbox.accept(f"console:m-{i}", e) for i, e in enumerate(events))
         )
-        accepted = list(recorded.transactions)
+        assert recorded.transactions == []  # straight on the set-aside connection
+        async with chat.store.session() as s:
+            stored = (
+                await s.scalars(select(InboxEntry).where(InboxEntry.key.like("console:m-%")))
+            ).all()
+        assert sorted(r.id for r in stored) == sorted(t.entry_id for t in tickets)
+        assert {r.status for r in stored} == {"pending"}
         replies = await asyncio.gather(*(inbox.process(t) for t in tickets))
-        processed = recorded.transactions[len(accepted) :]
-        assert [len(t) for t in accepted] == [1]  # one INSERT … RETURNING for all 20
         assert all(r[0].text == "Saved your answer." for r in replies)
-        [batch] = [t for t in processed if any("UPDATE inbox" in s for s in t)]
+        [batch] = [t for t in recorded.transactions if any("UPDATE inbox" in s for s in t)]
         assert sum("UPDATE inbox" in s for s in batch) == 1
         assert not any(s.startswith("SAVEPOINT") for s in batch)
         # the channel's open round is looked up once for the batch, not once per answer
@@ -115,6 +120,35 @@ async def test_answers_arriving_together_are_stored_and_processed_in_one_transac
         assert {(r.status, json.dumps(r.payload)) for r in rows} == {("done", "{}")}
     finally:
         await chat.store.close()
+
+
+async def test_an_eager_batcher_writes_a_lone_call_at_once_and_batches_what_arrives_meanwhile():
+    """The ack's group commit: the first call is written in its own task, without waiting
+    for a writer task; the calls that arrive while that write waits form one batch."""
+    written: list[list[int]] = []
+    writers: list[asyncio.Task | None] = []
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> list[int]:
+        written.append(items)
+        writers.append(asyncio.current_task())
+        if len(written) == 1:
+            await release.wait()  # the first write takes a while (a commit)
+        return [item * 10 for item in items]
+
+    batcher = Batcher(write, eager=True)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)
+    assert written == [[1]]
+    assert writers == [first]  # written by the caller's own task, not a writer task
+    rest = asyncio.gather(*(batcher.submit(n) for n in (2, 3, 4)))
+    await asyncio.sleep(0)
+    assert written == [[1]]  # they wait for the first write
+    release.set()
+    assert await first == 10
+    assert await rest == [20, 30, 40]
+    assert written == [[1], [2, 3, 4]]
+    assert writers[1] is not first  # the batch: by the writer task
 
 
 async def test_names_learned_together_are_written_in_one_transaction(config_path, sqlite_url):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from bot.storage import sqlite_driver
 from bot.storage.store import Store, WriterTurn
@@ -85,6 +86,66 @@ async def test_the_acks_commit_skips_the_fsync_and_every_other_commit_keeps_it(
             level = (await connection.execute(text("PRAGMA synchronous"))).scalar_one()
         assert other is not aside and level == FULL and other.fsync_commits
     finally:
+        await store.close()
+
+
+async def test_the_acks_insert_runs_straight_on_sqlite_and_reads_back_as_the_orm_wrote_it(
+    tmp_path, sqlite_url
+):
+    """No SQLAlchemy execution inside the ack: the INSERT SQLAlchemy compiled once, run on
+    the set-aside connection in the loop's thread (one row: one statement; several: one
+    transaction), with the columns' own conversions, so the ORM reads it back exactly."""
+    store = await Store.open(sqlite_url)
+    seen: list[str] = []
+    try:
+        await store.inbox_add_many([("k0", {})], NOW)  # sets the connection aside
+        aside = store._unflushed_driver
+        here = threading.current_thread().name
+        aside._conn.set_trace_callback(
+            lambda sql: seen.append(f"{sql.split()[0]} {threading.current_thread().name}")
+        )
+        one = await store.inbox_add_many([("k1", {"text": "R&D <teams>"})], NOW)
+        two = await store.inbox_add_many([("k2", {}), ("k1", {}), ("k3", {})], NOW)
+        assert seen == [f"INSERT {here}"] + [
+            f"{verb} {here}" for verb in ("BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT")
+        ]
+        assert sorted(two) == ["k2", "k3"]  # k1 is known: a redelivery inserts nothing
+        row = await store.inbox_get(one["k1"])
+        assert (row.key, row.payload, row.status, row.attempts) == (
+            "k1",
+            {"text": "R&D <teams>"},
+            "pending",
+            0,
+        )
+        assert row.created_at == NOW and row.not_before == NOW  # UTC-aware, as written
+        # and the ack's connection never runs a WAL checkpoint inline (it would fsync)
+        assert aside._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    finally:
+        await store.close()
+
+
+async def test_the_acks_insert_waits_for_another_process_then_gives_up_clearly(
+    tmp_path, sqlite_url, monkeypatch
+):
+    store = await Store.open(sqlite_url)
+    holder = sqlite3.connect(tmp_path / "roundtable.db", isolation_level=None)
+    try:
+        await store.inbox_add_many([("k0", {})], NOW)
+        holder.execute("BEGIN IMMEDIATE")  # a CLI command holds the write lock
+        waiting = asyncio.create_task(store.inbox_add_many([("k1", {})], NOW))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        holder.execute("COMMIT")
+        assert list(await asyncio.wait_for(waiting, 5)) == ["k1"]
+        monkeypatch.setattr(sqlite_driver, "BUSY_WAIT", 0.05)
+        holder.execute("BEGIN IMMEDIATE")
+        # SQLAlchemy's OperationalError: the inbox treats it as the database being away
+        with pytest.raises(OperationalError, match="locked"):
+            await store.inbox_add_many([("k2", {})], NOW)
+        holder.execute("COMMIT")
+        assert list(await store.inbox_add_many([("k2", {})], NOW)) == ["k2"]
+    finally:
+        holder.close()
         await store.close()
 
 

@@ -18,23 +18,47 @@ class Batcher(Generic[Item, Result]):
     """``submit`` an item, get its result once the batch holding it is written.
 
     ``write`` gets the items in arrival order and returns one result per item; if it
-    raises, every call of that batch raises the same exception.
+    raises, every call of that batch raises the same exception. Calls made in the same
+    turn of the event loop form one batch. ``eager``: a call that finds nothing being
+    written is written at once, in its own task (no hand-off to the writer task, one
+    turn of the loop sooner); the calls that arrive while it is written form the next
+    batch. For a caller someone waits on (an ack), when a write alone is cheap.
     """
 
     def __init__(
-        self, write: Callable[[list[Item]], Awaitable[Sequence[Result]]], *, limit: int = 200
+        self,
+        write: Callable[[list[Item]], Awaitable[Sequence[Result]]],
+        *,
+        limit: int = 200,
+        eager: bool = False,
     ):
         self._write = write
         self._limit = limit
+        self._eager = eager
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task | None = None
+        self._writing = False
+
+    @property
+    def _busy(self) -> bool:
+        return self._writing or (self._writer is not None and not self._writer.done())
 
     async def submit(self, item: Item) -> Result:
+        if self._eager and not self._busy:  # nothing being written: write this one now
+            self._writing = True
+            try:
+                return (await self._write([item]))[0]
+            finally:
+                self._writing = False
+                self._start_writer()  # for those that arrived meanwhile
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
+        self._start_writer()
         return await future
+
+    def _start_writer(self) -> None:
+        if self._queue and not self._busy:
+            self._writer = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
         while self._queue:

@@ -148,7 +148,9 @@ class Inbox:
         self.outbox = outbox
         self._sleep = sleep
         self._locks: dict[str, asyncio.Lock] = {}
-        self._inserts = Batcher(self._store_many, limit=BATCH)  # group commit
+        # group commit; eager: an ack that finds no batch being written does not wait
+        # for the writer task's turn of the loop
+        self._inserts = Batcher(self._store_many, limit=BATCH, eager=True)
         self._work: list[tuple[int, Incoming, asyncio.Future]] = []
         self._worker: asyncio.Task | None = None
         self._waiting: dict[str, int] = {}

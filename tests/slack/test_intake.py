@@ -3,6 +3,8 @@ the answer is saved, one HTTP session for every Web API and response_url call.""
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 
 from bot.core.anonymity import open_payload
@@ -66,3 +68,34 @@ async def test_my_results_right_after_my_reply_include_it(slack):
     await slack.settle()
     [results] = [r for r in slack.fake.responses if "Results so far" in r.get("text", "")]
     assert "1 person shared" in results["text"]
+
+
+async def test_a_slash_command_is_acknowledged_without_bolts_dispatch(slack, monkeypatch):
+    """In HTTP mode a command's form needs no routing: it is stored and acknowledged by
+    the adapter itself (Socket Mode still goes through Bolt's listener, test_socket_mode)."""
+
+    async def not_bolt(_request):
+        raise AssertionError("a slash command went through Bolt's dispatch")
+
+    monkeypatch.setattr(slack.adapter.app, "async_dispatch", not_bolt)
+    assert await slack.command("help") == 200
+    assert "/discuss answer" in slack.acks[-1]["text"]  # answered in the ack's body
+    assert await slack.command("now") == 200
+    await slack.settle()
+    assert slack.fake.posted("C1")
+
+
+async def test_an_answer_is_processed_once_no_other_ack_is_being_made(slack):
+    """Processing waits while other requests are being acknowledged (bot.adapters.ack_first):
+    the answer is stored before its own ack, then processed when the acks stop."""
+    await slack.command("now")
+    await slack.settle()
+    with slack.adapter.ack_first.acking():  # someone else's request is being acknowledged
+        assert await slack.command("answer 1 after the acks", user="UBOB") == 200
+        await asyncio.sleep(0.1)
+        async with slack.runtime.store.session() as s:
+            row = (await s.scalars(select(InboxEntry).order_by(InboxEntry.id.desc()))).first()
+        assert row.status == "pending"  # stored, and waiting
+    await slack.settle()
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    assert [r.text for r in await slack.runtime.store.responses(round_.id)] == ["after the acks"]

@@ -3,10 +3,13 @@
 Every listener first stores what arrived in the core's inbox (one INSERT, committed),
 then acknowledges (``process_before_response=True`` returns the ack when the listener
 returns), then hands the real work to a background task, so an acknowledged answer is
-never lost and Slack's 3-second limit holds however slow the Web API is. If the INSERT
-fails the person is told it was not saved (and events get a 500, so Slack redelivers).
-Tasks are kept in a set with strong references and drained on shutdown. All Web API and
-``response_url`` calls share one HTTP session.
+never lost and Slack's 3-second limit holds however slow the Web API is. In HTTP mode a
+slash command's form is stored and acknowledged by ``_ack`` itself, without Bolt's
+dispatch (the same ``_slash_command`` that Bolt's listener calls in Socket Mode).
+Processing waits while other requests are being acknowledged (``AckFirst``). If the
+INSERT fails the person is told it was not saved (and events get a 500, so Slack
+redelivers). Tasks are kept in a set with strong references and drained on shutdown.
+All Web API and ``response_url`` calls share one HTTP session.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import aiohttp
@@ -32,6 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.adapters import StartupError
+from bot.adapters.ack_first import AckFirst
 from bot.adapters.slack import blocks, requests
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
 from bot.core import render
@@ -147,6 +151,7 @@ class SlackAdapter:
         )
         metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
+        self.ack_first = AckFirst()
         self.bot_user_id: str | None = None
         self._names = NameCache()
         self._runner: web.AppRunner | None = None
@@ -250,14 +255,23 @@ class SlackAdapter:
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
-        """Verify the signature over the raw bytes, then check the shape, then hand to Bolt.
+        with self.ack_first.acking():  # work after earlier acks waits for this one
+            return await self._ack(request)
 
-        A refused request costs one log line and gets 400/401, never a traceback.
+    async def _ack(self, request: web.Request) -> web.Response:
+        """Verify the signature over the raw bytes, then check the shape, then answer.
+
+        A slash command is answered here from its form (stored, then acknowledged: the
+        same ``_slash_command`` Bolt's listener calls in Socket Mode); Bolt's dispatch
+        costs as much again as the rest of that ack, for a form that needs no routing.
+        Everything else goes to Bolt. A refused request costs one log line and gets
+        400/401, never a traceback.
         """
+        started = time.monotonic()
         try:
             body = await request.read()
             requests.verify(body, request.headers, self._signing_secret or "", time.time())
-            text = requests.check(body, request.content_type)
+            checked = requests.check(body, request.content_type)
         except requests.Notice as exc:
             log.warning("Slack says: %s", exc.reason)
             return web.json_response({"ok": True}, status=exc.status)
@@ -266,8 +280,12 @@ class SlackAdapter:
             return web.json_response({"error": exc.reason}, status=exc.status)
         except web.HTTPException:
             raise  # aiohttp's own answers (413 for an oversized body)
+        if checked.command is not None:
+            answer = await self._slash_command(checked.command)
+            metrics.ack_latency(PLATFORM, time.monotonic() - started)
+            return web.json_response(answer) if answer else web.Response()
         bolt_request = AsyncBoltRequest(
-            body=text, query=request.query_string, headers=request.headers
+            body=checked.text, query=request.query_string, headers=request.headers
         )
         bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
@@ -294,21 +312,7 @@ class SlackAdapter:
 
         @app.command(COMMAND)
         async def on_command(ack: Callable[..., Awaitable[None]], body: dict) -> None:
-            actor = self._actor(body["user_id"], body.get("user_name"))
-            text = blocks.unescape(body.get("text") or "")  # Slack sends &amp; &lt; &gt;
-            event = CommandInvoked(actor, f"{PLATFORM}:{body['channel_id']}", text)
-            try:  # stored before the ack; slash commands have no event id: trigger_id
-                ticket = await self.ports.accept(_trigger_key(body), event)
-            except NotSaved:
-                await ack(text=NOT_SAVED, response_type="ephemeral")
-                return
-            if ticket.direct:  # help, preview, sets: answered in the ack itself
-                answer = await self._direct_answer(ticket)
-                if answer is not None:
-                    await ack(**answer)
-                    return
-            await ack()
-            self.spawn(self._command(ticket, body), "command")
+            await ack(**(await self._slash_command(body) or {}))
 
         @app.action(blocks.SHARE_ACTION)
         async def on_share(ack: Callable[..., Awaitable[None]], body: dict) -> None:
@@ -383,8 +387,25 @@ class SlackAdapter:
                 work = self._quiet(ticket)
             self.spawn(work, "message")
 
-    async def _command(self, ticket: Ticket, body: dict) -> None:
-        replies = await self.ports.process(ticket)
+    async def _slash_command(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Store ``/discuss`` before the ack and start its work; the ack's body (None: an
+        empty 200). help, preview and sets change nothing and are answered in the ack."""
+        actor = self._actor(body["user_id"], body.get("user_name"))
+        text = blocks.unescape(body.get("text") or "")  # Slack sends &amp; &lt; &gt;
+        event = CommandInvoked(actor, f"{PLATFORM}:{body['channel_id']}", text)
+        try:  # slash commands have no event id: trigger_id
+            ticket = await self.ports.accept(_trigger_key(body), event)
+        except NotSaved:
+            return {"text": NOT_SAVED, "response_type": "ephemeral"}
+        if ticket.direct:
+            answer = await self._direct_answer(ticket)
+            if answer is not None:
+                return answer
+        self.spawn(self._command(ticket, body), "command")
+        return None
+
+    async def _command(self, ticket: Ticket, body: Mapping[str, Any]) -> None:
+        replies = await self._process_after_acks(ticket)
         left = blocks.RESPONSES_PER_COMMAND  # what a response_url accepts
         for n, reply in enumerate(replies):
             room = max(1, left - (len(replies) - n - 1))
@@ -433,7 +454,14 @@ class SlackAdapter:
             return
 
     async def _quiet(self, ticket: Ticket) -> None:
-        await self.ports.process(ticket)
+        await self._process_after_acks(ticket)
+
+    async def _process_after_acks(self, ticket: Ticket) -> list[Reply_]:
+        """Process a stored event once no other ack is being made (``AckFirst``): the
+        processing transaction holds the loop and SQLite's writer for a while, and a
+        person is waiting for an ack, not for this."""
+        async with self.ack_first.work():
+            return await self.ports.process(ticket)
 
     async def _open_modal(self, body: dict) -> None:
         user = body["user"]["id"]
@@ -532,7 +560,7 @@ class SlackAdapter:
         self, ticket: Ticket, channel_id: str, user_id: str, *, thread_ts: str | None
     ) -> None:
         """Process (answers are committed inside), then confirm to the person ephemerally."""
-        for reply in await self.ports.process(ticket):
+        for reply in await self._process_after_acks(ticket):
             await self._ephemeral(channel_id, user_id, reply, thread_ts=thread_ts)
         await self._learn_name(user_id, getattr(ticket.event, "actor", None))
 
@@ -807,7 +835,7 @@ def _round_fallback(post: RoundPost) -> str:
     )
 
 
-def _trigger_key(body: dict) -> str | None:
+def _trigger_key(body: Mapping[str, Any]) -> str | None:
     """Slash commands and view submissions carry no event id; Slack never redelivers
     them, and each has its own ``trigger_id``. None: the inbox generates a key."""
     trigger = body.get("trigger_id")

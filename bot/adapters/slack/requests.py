@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -54,8 +55,17 @@ def verify(body: bytes, headers: Mapping[str, str], secret: str, now: float) -> 
         raise Rejected(401, "bad X-Slack-Signature")
 
 
-def check(body: bytes, content_type: str) -> str:
-    """The body as text, if it is one of the shapes the adapter handles; else ``Rejected(400)``."""
+@dataclass(frozen=True)
+class Checked:
+    """A request of a shape the adapter handles: its text, and for a slash command its
+    fields (parsed once here; a command is answered without Bolt's dispatch)."""
+
+    text: str
+    command: dict[str, str] | None = None
+
+
+def check(body: bytes, content_type: str) -> Checked:
+    """The body, if it is one of the shapes the adapter handles; else ``Rejected(400)``."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -68,11 +78,12 @@ def check(body: bytes, content_type: str) -> str:
             _check_interaction(_object(form["payload"], "payload"))
         elif "command" in form:
             _check_command(form)
+            return Checked(text, form)
         elif form.get("ssl_check") != "1":
             raise Rejected(400, "a form with neither a command nor a payload")
     else:
         raise Rejected(400, "unexpected Content-Type")
-    return text
+    return Checked(text)
 
 
 def _object(text: str, what: str) -> dict[str, Any]:
