@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bot.adapters.slack import SlackAdapter
@@ -11,6 +16,7 @@ from tests.slack.conftest import CONFIG, SECRET
 from tests.support import write_library
 
 TOKEN = "xoxb-bench"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def start_roundtable(folder: Path, api_url: str) -> tuple[Runtime, SlackAdapter]:
@@ -26,3 +32,34 @@ async def start_roundtable(folder: Path, api_url: str) -> tuple[Runtime, SlackAd
     await adapter.start(host="127.0.0.1", port=0)
     freeze_startup_objects()  # as `python -m bot run` does once started
     return runtime, adapter
+
+
+@contextlib.asynccontextmanager
+async def web_api_process() -> AsyncIterator[tuple[str, str]]:
+    """The Web API fake from tests/slack in a process of its own, as Slack's servers are:
+    the confirmations and ``users.info`` calls our bot makes cost it its own work only.
+    Yields its API base URL and a ``response_url`` prefix."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import asyncio, bench.common as c; asyncio.run(c.serve_web_api())",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        api_url, response_url = json.loads(await process.stdout.readline())
+        yield api_url, response_url
+    finally:
+        process.stdin.close()
+        await process.wait()
+
+
+async def serve_web_api() -> None:
+    from tests.slack.fake_slack import FakeSlack
+
+    fake = FakeSlack()
+    await fake.start()
+    print(json.dumps([fake.api_url, fake.response_url("")]), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+    await fake.close()

@@ -1,8 +1,10 @@
 """Ingest: N people answer at once with a signed ``/discuss answer``; our bot vs a floor.
 
 Run by hand: ``.venv/bin/python bench/ingest.py [N] [IN_FLIGHT]`` (default 500 and 50).
-Everything runs on loopback: the Web API fake from tests/slack, and a collector that
-notes when each confirmation arrives at its ``response_url``.
+Everything runs on loopback. The two servers share this process; the people answering
+are a second process (its collector notes when each confirmation arrives at its
+``response_url``), and the Web API fake from tests/slack is a third, as Slack is not in
+our process: what our bot does for an answer is all that its process does.
 
 * roundtable: a real runtime (SQLite file, WAL; commits that precede "saved" or a post
   wait for the disk, synchronous=FULL) and the real Slack
@@ -18,6 +20,8 @@ percentiles, and the ratios. Targets: throughput >= 0.5x, p99 <= 3x the floor.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import sys
 import tempfile
 import time
@@ -34,7 +38,6 @@ from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
 from bench.common import start_roundtable  # noqa: E402
 from tests.slack.conftest import SECRET, sign  # noqa: E402
-from tests.slack.fake_slack import FakeSlack  # noqa: E402
 
 
 class Collector:
@@ -106,7 +109,7 @@ async def floor_server(db_path: Path) -> tuple[web.AppRunner, str, aiohttp.Clien
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events", session
 
 
-def form(collector: Collector, name: str, user: str, text: str) -> str:
+def form(confirm_base: str, name: str, user: str, text: str) -> str:
     return urlencode(
         {
             "team_id": "T1",
@@ -115,7 +118,7 @@ def form(collector: Collector, name: str, user: str, text: str) -> str:
             "user_name": user.lower(),
             "command": "/discuss",
             "text": text,
-            "response_url": collector.base + name,
+            "response_url": confirm_base + name,
             "trigger_id": f"trigger-{name}",
         }
     )
@@ -130,7 +133,9 @@ async def burst(
 
         async def one(i: int) -> None:
             name = f"{tag}-{i}"
-            body = form(collector, name, f"U{tag}{i:05d}", f"answer 1 thoughts from person {i}")
+            body = form(
+                collector.base, name, f"U{tag}{i:05d}", f"answer 1 thoughts from person {i}"
+            )
             headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
             async with limit:
                 start = time.perf_counter()
@@ -151,33 +156,35 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def main(n: int, in_flight: int) -> None:
-    fake = FakeSlack()
-    await fake.start()
-    collector = Collector()
-    await collector.start()
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        runtime, ours = await start_roundtable(Path(tmp), fake.api_url)
-        ours_url = f"http://127.0.0.1:{ours.port}/slack/events"
-        floor_runner, floor_url, floor_session = await floor_server(Path(tmp) / "floor.db")
-        async with aiohttp.ClientSession() as session:  # open the round
-            body = form(collector, "open", "UADMIN", "now")
-            headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
-            async with session.post(ours_url, data=body, headers=headers) as r:
-                assert r.status == 200
-            await fake.wait_for(lambda: fake.posted("C1"))
-            await ours.drain()
-        # warm-up both, then measure the floor and ours alternately (same machine load)
-        await burst(floor_url, collector, "wf", 20, in_flight)
-        await burst(ours_url, collector, "wo", 20, in_flight)
-        results["floor"] = await burst(floor_url, collector, "f", n, in_flight)
-        results["roundtable"] = await burst(ours_url, collector, "o", n, in_flight)
-        await ours.stop()
-        await floor_runner.cleanup()
-        await floor_session.close()
-        await runtime.close()
-    await fake.close()
-    await collector.runner.cleanup()
+    from bench.common import web_api_process
+
+    logging.getLogger("bot").setLevel(logging.ERROR)  # the prompt set runs low
+    async with web_api_process() as (api_url, _):
+        with tempfile.TemporaryDirectory() as tmp:
+            runtime, ours = await start_roundtable(Path(tmp), api_url)
+            ours_url = f"http://127.0.0.1:{ours.port}/slack/events"
+            floor_runner, floor_url, floor_session = await floor_server(Path(tmp) / "floor.db")
+            async with aiohttp.ClientSession() as session:  # open the round
+                body = form("http://127.0.0.1:9/", "open", "UADMIN", "now")
+                headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
+                async with session.post(ours_url, data=body, headers=headers) as r:
+                    assert r.status == 200
+            await ours.drain()  # the round is posted
+            people = await asyncio.create_subprocess_exec(
+                sys.executable,
+                __file__,
+                "--send",
+                json.dumps({"floor": floor_url, "roundtable": ours_url, "n": n, "in": in_flight}),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await people.communicate()
+            if people.returncode:
+                raise SystemExit(f"the answering process failed ({people.returncode})")
+            results = json.loads(out)
+            await ours.stop()
+            await floor_runner.cleanup()
+            await floor_session.close()
+            await runtime.close()
     print(f"{n} distinct people, {in_flight} in flight, signed /discuss answer")
     print(f"{'':<12}{'answers/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
     for name, (wall, lat) in results.items():
@@ -189,6 +196,25 @@ async def main(n: int, in_flight: int) -> None:
     )
 
 
+async def answer(plan: dict) -> dict[str, tuple[float, list[float]]]:
+    """The people (a second process): warm-up both, then the floor and ours in turn."""
+    collector = Collector()
+    await collector.start()
+    n, in_flight = plan["n"], plan["in"]
+    try:
+        await burst(plan["floor"], collector, "wf", 20, in_flight)
+        await burst(plan["roundtable"], collector, "wo", 20, in_flight)
+        return {
+            "floor": await burst(plan["floor"], collector, "f", n, in_flight),
+            "roundtable": await burst(plan["roundtable"], collector, "o", n, in_flight),
+        }
+    finally:
+        await collector.runner.cleanup()
+
+
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:]]
-    asyncio.run(main(args[0] if args else 500, args[1] if len(args) > 1 else 50))
+    if len(sys.argv) > 2 and sys.argv[1] == "--send":
+        print(json.dumps(asyncio.run(answer(json.loads(sys.argv[2])))))
+    else:
+        args = [int(a) for a in sys.argv[1:]]
+        asyncio.run(main(args[0] if args else 500, args[1] if len(args) > 1 else 50))

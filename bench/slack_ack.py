@@ -123,17 +123,16 @@ async def control(drain) -> tuple[web.AppRunner, str]:
 
 
 async def main(n: int) -> None:
-    from bench.common import start_roundtable
+    from bench.common import web_api_process
 
     logging.getLogger("bot").setLevel(logging.ERROR)  # 300 rounds run low on prompts
-    slack = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--slack",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    api_url, response_url = json.loads(await slack.stdout.readline())
+    async with web_api_process() as (api_url, response_url):
+        await measure(n, api_url, response_url)
+
+
+async def measure(n: int, api_url: str, response_url: str) -> None:
+    from bench.common import start_roundtable
+
     with tempfile.TemporaryDirectory() as tmp:
         runtime, ours = await start_roundtable(Path(tmp), api_url)
         runners = []
@@ -167,8 +166,6 @@ async def main(n: int) -> None:
         for runner in (*runners, control_runner):
             await runner.cleanup()
         await runtime.close()
-    slack.stdin.close()
-    await slack.wait()
     report(n, results)
 
 
@@ -192,21 +189,6 @@ def report(n: int, results: dict[str, dict[str, list[float]]]) -> None:
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
-
-
-# ---- Slack's Web API (a third process) --------------------------------------------------
-
-
-async def web_api() -> None:
-    """The Web API fake, in a process of its own as Slack's servers are: the confirmations
-    and ``users.info`` calls our bot makes after the ack cost it no CPU of ours."""
-    from tests.slack.fake_slack import FakeSlack
-
-    fake = FakeSlack()
-    await fake.start()
-    print(json.dumps([fake.api_url, fake.response_url("")]), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
-    await fake.close()
 
 
 # ---- the sender (a second process) ------------------------------------------------------
@@ -281,7 +263,5 @@ async def send(plan: dict) -> dict[str, dict[str, list[float]]]:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--send":
         print(json.dumps(asyncio.run(send(json.loads(sys.argv[2])))))
-    elif sys.argv[1:] == ["--slack"]:
-        asyncio.run(web_api())
     else:
         asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))
