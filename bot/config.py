@@ -314,7 +314,7 @@ class Admins(Strict):
 
     def allows(self, platform: str, user_id: str, role_ids: tuple[str, ...] = ()) -> bool:
         """Is this user an admin on this platform? Discord roles are written ``role:<id>``."""
-        listed = set(getattr(self, platform, ()))
+        listed = getattr(self, platform, ())  # a handful of ids: a list is fine
         return user_id in listed or any(f"role:{r}" in listed for r in role_ids)
 
 

@@ -86,11 +86,11 @@ async def test_a_slash_command_is_acknowledged_without_bolts_dispatch(slack, mon
 
 
 async def test_an_answer_is_processed_once_no_other_ack_is_being_made(slack):
-    """Processing waits while other requests are being acknowledged (bot.adapters.ack_first):
+    """Processing waits while other requests are being acknowledged (bot.adapters.precedence):
     the answer is stored before its own ack, then processed when the acks stop."""
     await slack.command("now")
     await slack.settle()
-    with slack.adapter.ack_first.acking():  # someone else's request is being acknowledged
+    with slack.adapter.acks.ongoing():  # someone else's request is being acknowledged
         assert await slack.command("answer 1 after the acks", user="UBOB") == 200
         await asyncio.sleep(0.1)
         async with slack.runtime.store.session() as s:
@@ -99,3 +99,30 @@ async def test_an_answer_is_processed_once_no_other_ack_is_being_made(slack):
     await slack.settle()
     round_ = await slack.runtime.store.open_round_in("slack:C1")
     assert [r.text for r in await slack.runtime.store.responses(round_.id)] == ["after the acks"]
+
+
+async def test_names_are_learned_one_person_at_a_time_and_never_hold_up_answers(slack):
+    """users.info is rate-limited (Tier 4): a burst of new people is a queue of calls,
+    one at a time, after their answers' work; a slow users.info delays no confirmation."""
+    await slack.command("now")
+    await slack.settle()
+    gate = slack.fake.hold("users.info")
+    confirmed = len(slack.fake.responses)
+    asked = len(slack.fake.calls_to("users.info"))  # the admin's, after "now"
+
+    def names_asked() -> list[str]:
+        return [c["user"] for c in slack.fake.calls_to("users.info")[asked:]]
+
+    for user in ("UANN", "UBOB", "UCAT"):
+        assert await slack.command(f"answer 1 from {user}", user=user) == 200
+    await slack.fake.wait_for(lambda: len(slack.fake.responses) == confirmed + 3)
+    await slack.fake.wait_for(names_asked)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert names_asked() == ["UANN"]  # the others wait their turn
+    gate.set()
+    await slack.settle()
+    assert names_asked() == ["UANN", "UBOB", "UCAT"]
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    names = {r.author_name for r in await slack.runtime.store.responses(round_.id)}
+    assert names == {"uann", "ubob", "ucat"}  # learned and corrected in the end

@@ -6,10 +6,11 @@ returns), then hands the real work to a background task, so an acknowledged answ
 never lost and Slack's 3-second limit holds however slow the Web API is. In HTTP mode a
 slash command's form is stored and acknowledged by ``_ack`` itself, without Bolt's
 dispatch (the same ``_slash_command`` that Bolt's listener calls in Socket Mode).
-Processing waits while other requests are being acknowledged (``AckFirst``). If the
-INSERT fails the person is told it was not saved (and events get a 500, so Slack
-redelivers). Tasks are kept in a set with strong references and drained on shutdown.
-All Web API and ``response_url`` calls share one HTTP session.
+Processing waits while other requests are being acknowledged, and display names are
+learned after everything else (``Precedence``). If the INSERT fails the person is told
+it was not saved (and events get a 500, so Slack redelivers). Tasks are kept in a set
+with strong references and drained on shutdown. All Web API and ``response_url`` calls
+share one HTTP session.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import metrics
 from bot.adapters import StartupError
-from bot.adapters.ack_first import AckFirst
+from bot.adapters.precedence import Precedence
 from bot.adapters.slack import blocks, requests
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
 from bot.core import render
@@ -151,7 +152,12 @@ class SlackAdapter:
         )
         metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
-        self.ack_first = AckFirst()
+        # acks go before processing (Slack wants its ack within 3 s), and the work that
+        # follows an ack goes before learning display names (docs/performance.md)
+        self.acks = Precedence(quiet=0.002, patience=1.0, slots=8)
+        self.answers = Precedence(quiet=0.0, patience=10.0, slots=1)
+        self._unnamed: dict[str, Any] = {}  # user id -> the name their answer carries
+        self._namer: asyncio.Task | None = None
         self.bot_user_id: str | None = None
         self._names = NameCache()
         self._runner: web.AppRunner | None = None
@@ -255,7 +261,7 @@ class SlackAdapter:
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def _slack_events(self, request: web.Request) -> web.Response:
-        with self.ack_first.acking():  # work after earlier acks waits for this one
+        with self.acks.ongoing():  # work after earlier acks waits for this one
             return await self._ack(request)
 
     async def _ack(self, request: web.Request) -> web.Response:
@@ -295,7 +301,8 @@ class SlackAdapter:
 
         async def guarded() -> None:
             try:
-                await work
+                with self.answers.ongoing():
+                    await work
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -457,10 +464,10 @@ class SlackAdapter:
         await self._process_after_acks(ticket)
 
     async def _process_after_acks(self, ticket: Ticket) -> list[Reply_]:
-        """Process a stored event once no other ack is being made (``AckFirst``): the
+        """Process a stored event once no other ack is being made (``Precedence``): the
         processing transaction holds the loop and SQLite's writer for a while, and a
         person is waiting for an ack, not for this."""
-        async with self.ack_first.work():
+        async with self.acks.after():
             return await self.ports.process(ticket)
 
     async def _open_modal(self, body: dict) -> None:
@@ -604,7 +611,32 @@ class SlackAdapter:
 
     async def _learn_name(self, user_id: str, used: Any = None) -> None:
         """A name for digests without pinging anyone (profile name), fetched once per
-        person and process after their first answer is stored, then corrected there."""
+        person and process after their first answer is stored, then corrected there.
+        Fetched in the background, one person at a time, once the bot has nothing else to
+        do (``answers``): a name is no promise to anyone, and ``users.info`` is
+        rate-limited (Tier 4), so a burst of new people never becomes a burst of calls."""
+        if self._names.get(user_id) is not None or user_id in self._unnamed:
+            return
+        self._unnamed[user_id] = used
+        if self._namer is None or self._namer.done():
+            self._namer = asyncio.create_task(self._learn_names(), name="slack-names")
+            self.tasks.add(self._namer)
+            self._namer.add_done_callback(self.tasks.discard)
+
+    async def _learn_names(self) -> None:
+        while self._unnamed:
+            user_id, used = next(iter(self._unnamed.items()))
+            try:
+                async with self.answers.after():
+                    await self._fetch_name(user_id, used)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("learning a display name failed")
+            finally:
+                self._unnamed.pop(user_id, None)
+
+    async def _fetch_name(self, user_id: str, used: Any) -> None:
         if self._names.get(user_id) is not None:
             return
         try:

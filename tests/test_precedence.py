@@ -1,11 +1,12 @@
-"""Acks first: work that follows an ack waits while acks are being made, never for
-longer than its patience, and only a few pieces of it run at once."""
+"""Precedence: work entered ``after`` waits while ``ongoing`` work runs (acks, then
+processing; processing, then learning names), never for longer than its patience, and
+only a few pieces of it run at once."""
 
 from __future__ import annotations
 
 import asyncio
 
-from bot.adapters.ack_first import AckFirst
+from bot.adapters.precedence import Precedence
 
 
 async def until(condition, turns: int = 1000) -> None:
@@ -16,19 +17,19 @@ async def until(condition, turns: int = 1000) -> None:
     raise AssertionError("never happened")
 
 
-def work_that_notes_its_start(first: AckFirst) -> tuple[asyncio.Task, asyncio.Event]:
+def work_that_notes_its_start(first: Precedence) -> tuple[asyncio.Task, asyncio.Event]:
     started = asyncio.Event()
 
     async def work() -> None:
-        async with first.work():
+        async with first.after():
             started.set()
 
     return asyncio.create_task(work()), started
 
 
 async def test_work_waits_while_an_ack_is_made_and_starts_once_it_is_done():
-    first = AckFirst(quiet=0, patience=60)
-    with first.acking():
+    first = Precedence(quiet=0, patience=60, slots=8)
+    with first.ongoing():
         task, started = work_that_notes_its_start(first)
         for _ in range(50):
             await asyncio.sleep(0)
@@ -38,43 +39,43 @@ async def test_work_waits_while_an_ack_is_made_and_starts_once_it_is_done():
 
 
 async def test_without_acks_work_starts_at_once():
-    first = AckFirst(quiet=60, patience=60)
-    async with first.work():
+    first = Precedence(quiet=60, patience=60, slots=8)
+    async with first.after():
         pass  # no ack was ever made: nothing to wait for
 
 
 async def test_acks_in_a_row_keep_the_work_waiting_until_they_stop():
-    first = AckFirst(quiet=0.05, patience=60)
-    with first.acking():
+    first = Precedence(quiet=0.05, patience=60, slots=8)
+    with first.ongoing():
         pass
     task, started = work_that_notes_its_start(first)
     for _ in range(5):  # a burst: each ack comes before the quiet spell is over
         await asyncio.sleep(0.02)
-        with first.acking():
+        with first.ongoing():
             pass
         assert not started.is_set()
     await asyncio.wait_for(task, 5)
 
 
 async def test_patience_bounds_the_wait_under_a_stream_of_acks():
-    first = AckFirst(quiet=0, patience=0.05)
-    with first.acking():  # acks never stop
+    first = Precedence(quiet=0, patience=0.05, slots=8)
+    with first.ongoing():  # acks never stop
         await asyncio.wait_for(_work_done(first), 5)
 
 
-async def _work_done(first: AckFirst) -> None:
-    async with first.work():
+async def _work_done(first: Precedence) -> None:
+    async with first.after():
         pass
 
 
 async def test_only_so_many_pieces_of_work_run_at_once():
-    first = AckFirst(quiet=0, patience=60, slots=2)
+    first = Precedence(quiet=0, patience=60, slots=2)
     running, most = 0, 0
     release = asyncio.Event()
 
     async def work() -> None:
         nonlocal running, most
-        async with first.work():
+        async with first.after():
             running += 1
             most = max(most, running)
             await release.wait()
