@@ -185,3 +185,18 @@ async def test_the_open_round_is_looked_up_again_once_a_round_was_written(config
             assert (await chat.store.open_round_in(chat.channel)).id == second.id
     finally:
         await chat.store.close()
+
+
+async def test_in_a_burst_an_eager_batcher_batches_again():
+    """Right after a write (within ``burst_gap``), calls are batched as without eager:
+    one write for several is then what keeps every caller's wait short."""
+    written: list[list[int]] = []
+
+    async def write(items: list[int]) -> list[int]:
+        written.append(items)
+        return items
+
+    batcher = Batcher(write, eager=True, burst_gap=60)
+    assert await batcher.submit(1) == 1  # nothing written before: at once
+    assert await asyncio.gather(*(batcher.submit(n) for n in (2, 3, 4))) == [2, 3, 4]
+    assert written == [[1], [2, 3, 4]]  # a burst: the three share one write

@@ -22,7 +22,9 @@ class Batcher(Generic[Item, Result]):
     turn of the event loop form one batch. ``eager``: a call that finds nothing being
     written is written at once, in its own task (no hand-off to the writer task, one
     turn of the loop sooner); the calls that arrive while it is written form the next
-    batch. For a caller someone waits on (an ack), when a write alone is cheap.
+    batch. For a caller someone waits on (an ack), when a write alone is cheap. But in a
+    burst (a write ended less than ``burst_gap`` seconds ago) calls are batched again:
+    then one write for several is what keeps everyone's wait short.
     """
 
     def __init__(
@@ -31,10 +33,13 @@ class Batcher(Generic[Item, Result]):
         *,
         limit: int = 200,
         eager: bool = False,
+        burst_gap: float = 0.001,
     ):
         self._write = write
         self._limit = limit
         self._eager = eager
+        self._burst_gap = burst_gap
+        self._last_write = float("-inf")  # loop time the last write ended
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
         self._writer: asyncio.Task | None = None
         self._writing = False
@@ -44,14 +49,16 @@ class Batcher(Generic[Item, Result]):
         return self._writing or (self._writer is not None and not self._writer.done())
 
     async def submit(self, item: Item) -> Result:
-        if self._eager and not self._busy:  # nothing being written: write this one now
-            self._writing = True
+        loop = asyncio.get_running_loop()
+        if self._eager and not self._busy and loop.time() - self._last_write > self._burst_gap:
+            self._writing = True  # nothing being written, no burst: write this one now
             try:
                 return (await self._write([item]))[0]
             finally:
                 self._writing = False
+                self._last_write = loop.time()
                 self._start_writer()  # for those that arrived meanwhile
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((item, future))
         self._start_writer()
         return await future
@@ -70,6 +77,8 @@ class Batcher(Generic[Item, Result]):
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self._last_write = asyncio.get_running_loop().time()
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
