@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from bot.adapters.slack import SlackAdapter
 from bot.app import Runtime, build_runtime, freeze_startup_objects
@@ -32,6 +33,18 @@ async def start_roundtable(folder: Path, api_url: str) -> tuple[Runtime, SlackAd
     await adapter.start(host="127.0.0.1", port=0)
     freeze_startup_objects()  # as `python -m bot run` does once started
     return runtime, adapter
+
+
+async def in_second_process(script: str, plan: dict) -> Any:
+    """Run ``script --send PLAN`` (the people or Slack sending requests, in a process of
+    their own) and return the JSON it prints."""
+    sender = await asyncio.create_subprocess_exec(
+        sys.executable, script, "--send", json.dumps(plan), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await sender.communicate()
+    if sender.returncode:
+        raise SystemExit(f"the sending process failed ({sender.returncode})")
+    return json.loads(out)
 
 
 @contextlib.asynccontextmanager

@@ -156,7 +156,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def main(n: int, in_flight: int) -> None:
-    from bench.common import web_api_process
+    from bench.common import in_second_process, web_api_process
 
     logging.getLogger("bot").setLevel(logging.ERROR)  # the prompt set runs low
     async with web_api_process() as (api_url, _):
@@ -170,17 +170,8 @@ async def main(n: int, in_flight: int) -> None:
                 async with session.post(ours_url, data=body, headers=headers) as r:
                     assert r.status == 200
             await ours.drain()  # the round is posted
-            people = await asyncio.create_subprocess_exec(
-                sys.executable,
-                __file__,
-                "--send",
-                json.dumps({"floor": floor_url, "roundtable": ours_url, "n": n, "in": in_flight}),
-                stdout=asyncio.subprocess.PIPE,
-            )
-            out, _ = await people.communicate()
-            if people.returncode:
-                raise SystemExit(f"the answering process failed ({people.returncode})")
-            results = json.loads(out)
+            plan = {"floor": floor_url, "roundtable": ours_url, "n": n, "in": in_flight}
+            results = await in_second_process(__file__, plan)
             await ours.stop()
             await floor_runner.cleanup()
             await floor_session.close()

@@ -131,7 +131,7 @@ async def main(n: int) -> None:
 
 
 async def measure(n: int, api_url: str, response_url: str) -> None:
-    from bench.common import start_roundtable
+    from bench.common import in_second_process, start_roundtable
 
     with tempfile.TemporaryDirectory() as tmp:
         runtime, ours = await start_roundtable(Path(tmp), api_url)
@@ -151,17 +151,7 @@ async def measure(n: int, api_url: str, response_url: str) -> None:
             "response_url": response_url,
             "n": n,
         }
-        sender = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--send",
-            json.dumps(plan),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await sender.communicate()
-        if sender.returncode:
-            raise SystemExit(f"the sending process failed ({sender.returncode})")
-        results = json.loads(out)
+        results = await in_second_process(__file__, plan)
         await ours.stop()
         for runner in (*runners, control_runner):
             await runner.cleanup()

@@ -252,3 +252,15 @@ async def test_a_turn_cancelled_while_waiting_passes_on():
     assert got == ["behind"]
     async with asyncio.timeout(1), turn.hold():  # and the turn is free again
         pass
+
+
+async def test_after_the_acks_connection_breaks_the_next_ack_gets_a_fresh_one(sqlite_url):
+    store = await Store.open(sqlite_url)
+    try:
+        await store.inbox_add_many([("k0", {})], NOW)
+        store._unflushed_driver._conn.close()  # the file handle is gone (a broken disk)
+        with pytest.raises(OperationalError):  # the inbox tells the person: not saved
+            await store.inbox_add_many([("k1", {})], NOW)
+        assert list(await store.inbox_add_many([("k1", {})], NOW)) == ["k1"]
+    finally:
+        await store.close()
