@@ -19,12 +19,12 @@ import sys
 import time
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from bot.adapters.console import DATABASE_AWAY, ConsoleAdapter
 from bot.config import ConsoleSettings
 from bot.core.inbox import DELAYED, NOT_SAVED
 from bot.storage import sqlite_driver
+from tests.pgproxy import PgProxy
 from tests.support import make_chat, write_library
 
 
@@ -227,54 +227,6 @@ def test_readline_edits_lines_and_keeps_history_on_a_terminal(tmp_path):
 AWAY = (DATABASE_AWAY, NOT_SAVED, DELAYED)  # what a person waiting may be told
 
 
-class FlakyProxy:
-    """A loopback TCP proxy in front of the database that can drop and refuse connections.
-
-    ``down()`` aborts every connection it carries and stops listening (new connections
-    are refused); ``up()`` listens again on the same port. The server behind it is never
-    touched.
-    """
-
-    def __init__(self, host: str, port: int):
-        self.target = (host, port)
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.links: set[asyncio.StreamWriter] = set()
-
-    async def up(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def down(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        for writer in list(self.links):
-            writer.transport.abort()
-        self.links.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.links.update({writer, up_writer})
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self.links.difference_update({writer, up_writer})
-
-
 async def _console_session(chat):
     keyboard = Keyboard()
     screen = Screen()
@@ -304,11 +256,8 @@ async def _console_session(chat):
 
 
 async def test_console_survives_postgresql_going_away_and_coming_back(tmp_path, pg_url):
-    real = make_url(pg_url)
-    proxy = FlakyProxy(real.host or "127.0.0.1", real.port or 5432)
-    await proxy.up()
-    url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    chat = await make_chat(write_library(tmp_path), url)
+    proxy = await PgProxy.for_url(pg_url).start()  # the server behind it is never touched
+    chat = await make_chat(write_library(tmp_path), proxy.url(pg_url))
     keyboard, task, say = await _console_session(chat)
     try:
         await say("/discuss now", "Round ")
@@ -329,7 +278,7 @@ async def test_console_survives_postgresql_going_away_and_coming_back(tmp_path, 
     finally:
         keyboard.close()
         await asyncio.wait_for(task, 30)
-        await proxy.down()
+        await proxy.close()
         await chat.store.close()
     assert task.exception() is None
 
