@@ -8,6 +8,7 @@ any text a person wrote, so a scrape cannot tell who answered what.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -144,7 +145,12 @@ def api_error(platform: str, code: object) -> None:
 
 
 def ack_latency(platform: str, seconds: float) -> None:
-    ACK_LATENCY.labels(platform).observe(max(0.0, seconds))
+    _ack_latency(platform).observe(max(0.0, seconds))
+
+
+@functools.cache
+def _ack_latency(platform: str) -> Any:
+    return ACK_LATENCY.labels(platform)  # looked up once: observed inside every ack
 
 
 def ack_since(platform: str, created: datetime) -> None:

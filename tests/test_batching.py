@@ -159,7 +159,7 @@ async def test_names_learned_together_are_written_in_one_transaction(config_path
         for i in range(5):
             await chat.say(f"answer from p{i}", who=f"p{i}")
         recorded = Statements(chat.store.engine)
-        await asyncio.gather(*(ports.rename(f"console:p{i}", f"Person {i}") for i in range(5)))
+        await ports.rename({f"console:p{i}": f"Person {i}" for i in range(5)})
         [renames] = recorded.transactions  # one transaction, one UPDATE for all five
         assert [s.split()[0] for s in renames] == ["UPDATE"]
         round_ = await chat.store.open_round_in(chat.channel)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 
 class Precedence:
@@ -32,20 +32,23 @@ class Precedence:
         self._idle.set()
         self._timer: asyncio.TimerHandle | None = None
         self._slots = asyncio.Semaphore(slots)
+        self._ongoing_work = _Ongoing(self)
 
-    @contextlib.contextmanager
-    def ongoing(self) -> Iterator[None]:
-        """Around work that goes first (an ack: from the request read to the response)."""
+    def ongoing(self) -> contextlib.AbstractContextManager[None]:
+        """Around work that goes first (an ack: from the request read to the response).
+        A plain context manager object: it is entered inside every ack."""
+        return self._ongoing_work
+
+    def _begin(self) -> None:
         self._ongoing += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._ongoing -= 1
-            loop = asyncio.get_running_loop()
-            self._last_end = loop.time()
-            if self._timer is None:  # one timer per quiet spell, not one per piece
-                self._timer = loop.call_at(self._last_end + self.quiet, self._check)
+
+    def _end(self) -> None:
+        self._ongoing -= 1
+        loop = asyncio.get_running_loop()
+        self._last_end = loop.time()
+        if self._timer is None:  # one timer per quiet spell, not one per piece
+            self._timer = loop.call_at(self._last_end + self.quiet, self._check)
 
     def _check(self) -> None:
         self._timer = None
@@ -66,3 +69,14 @@ class Precedence:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._idle.wait(), self.patience)
             yield
+
+
+class _Ongoing:
+    def __init__(self, precedence: Precedence):
+        self._precedence = precedence
+
+    def __enter__(self) -> None:
+        self._precedence._begin()
+
+    def __exit__(self, *_: object) -> None:
+        self._precedence._end()

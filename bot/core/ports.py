@@ -10,10 +10,10 @@ database: adapters never import ``bot.storage``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.core.batching import Batcher
 from bot.core.clock import Clock
 from bot.core.dispatch import Dispatcher, Platform, Ticket
 from bot.core.events import Incoming, Reply, RoundPost, Summary
@@ -70,7 +70,6 @@ class Ports:
         self.clock = clock
         self.library = library
         self.secrets = secrets
-        self._renames = Batcher(self._rename_many)
 
     def register(self, platform: Platform) -> None:
         """Deliver the core's posts for ``platform.name:`` channels through ``platform``."""
@@ -108,12 +107,8 @@ class Ports:
     async def set_value(self, key: str, value: str) -> None:
         await self._store.set_value(key, value, self.clock.now())
 
-    async def rename(self, author_key: str, name: str) -> None:
-        """A display name learned after the answer was stored (names are never fetched
-        before an answer is saved): correct it in the open rounds' answers. Names learned
-        together are written together (one transaction)."""
-        await self._renames.submit((author_key, name))
-
-    async def _rename_many(self, names: list[tuple[str, str]]) -> list[None]:
+    async def rename(self, names: Mapping[str, str]) -> None:
+        """Display names (author key → name) learned after the answers were stored
+        (names are never fetched before an answer is saved): correct them in the open
+        rounds' answers, all in one transaction."""
         await self._store.rename_authors(dict(names))
-        return [None] * len(names)

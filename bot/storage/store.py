@@ -104,22 +104,27 @@ class _RawInsert:
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         self.sql = str(compiled)
         self.names = list(compiled.positiontup or [])
-        self.convert = [
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
-        ]
-
-    def converted(self, values: dict[str, Any]) -> dict[str, Any]:
-        """``values`` as the database stores them (for those shared by a whole batch)."""
-        return {
-            name: values[name] if convert is None else convert(values[name])
-            for name, convert in zip(self.names, self.convert, strict=True)
-            if name in values
+        self._convert = {
+            name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self.names
         }
 
-    def params(self, row: dict[str, Any], shared: dict[str, Any]) -> tuple:
-        """One row's parameters: its own values converted, ``shared`` ones as they are."""
-        own = self.converted(row)
-        return tuple(own[name] if name in own else shared[name] for name in self.names)
+    def params(self, rows: Sequence[Sequence[Any]], own: Sequence[str], shared: dict) -> list:
+        """Each row's parameters in the statement's order: ``rows`` hold the values of
+        the ``own`` columns, ``shared`` the values every row has (converted once)."""
+        values = {name: self._db(name, value) for name, value in shared.items()}
+        convert = [self._convert[name] for name in own]
+        order = [self.names.index(name) for name in own]
+        params = []
+        for row in rows:
+            for where, value, to_db in zip(order, row, convert, strict=True):
+                values[self.names[where]] = value if to_db is None else to_db(value)
+            params.append(tuple(values[name] for name in self.names))
+        return params
+
+    def _db(self, name: str, value: Any) -> Any:
+        to_db = self._convert[name]
+        return value if to_db is None else to_db(value)
 
 
 def _busy(exc: sqlite3.Error) -> bool:
@@ -1038,8 +1043,7 @@ class Store:
             columns = ("key", "payload", "status", "attempts", "not_before", "created_at")
             self._inbox_insert = _RawInsert(_inbox, self.engine.dialect, columns)
         insert = self._inbox_insert
-        fixed = insert.converted(shared)
-        params = [insert.params({"key": key, "payload": payload}, fixed) for key, payload in items]
+        params = insert.params(items, ("key", "payload"), shared)
         async with self._turn(urgent=True):
             connection = await self._unflushed_connection()
             try:

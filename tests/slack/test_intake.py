@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.core.anonymity import open_payload
 from bot.storage.models import InboxEntry
@@ -126,3 +126,49 @@ async def test_names_are_learned_one_person_at_a_time_and_never_hold_up_answers(
     round_ = await slack.runtime.store.open_round_in("slack:C1")
     names = {r.author_name for r in await slack.runtime.store.responses(round_.id)}
     assert names == {"uann", "ubob", "ucat"}  # learned and corrected in the end
+
+
+async def test_names_learned_in_a_row_are_corrected_in_one_transaction(slack):
+    await slack.command("now")
+    await slack.settle()
+    gate = slack.fake.hold("users.info")
+    for user in ("UANN", "UBOB", "UCAT"):
+        slack.fake.names[user] = user[1:].title()  # the profile's name, not the handle
+        assert await slack.command(f"answer 1 from {user}", user=user) == 200
+    await slack.fake.wait_for(lambda: slack.fake.calls_to("users.info"))
+    renames: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("UPDATE RESPONSES"):
+            renames.append(statement)
+
+    event.listen(slack.runtime.store.engine.sync_engine, "before_cursor_execute", record)
+    gate.set()
+    await slack.settle()
+    assert len(renames) == 1  # one statement (executemany) for the three, not three
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    names = {r.author_name for r in await slack.runtime.store.responses(round_.id)}
+    assert names == {"Ann", "Bob", "Cat"}
+
+
+async def test_names_wait_while_acks_are_being_made(slack):
+    """users.info costs more than an ack: nobody waits for a name, someone waits for an ack."""
+    await slack.command("now")
+    await slack.settle()
+    asked = len(slack.fake.calls_to("users.info"))
+
+    def names_asked() -> list[str]:
+        return [c["user"] for c in slack.fake.calls_to("users.info")[asked:]]
+
+    gate = slack.fake.hold("users.info")
+    confirmed = len(slack.fake.responses)
+    for user in ("UANN", "UBOB"):
+        assert await slack.command(f"answer 1 from {user}", user=user) == 200
+    await slack.fake.wait_for(lambda: len(slack.fake.responses) == confirmed + 2)
+    await slack.fake.wait_for(names_asked)  # UANN's lookup, held
+    with slack.adapter.acks.ongoing():  # then a stream of requests being acknowledged
+        gate.set()
+        await asyncio.sleep(0.1)
+        assert names_asked() == ["UANN"]  # UBOB's waits for the acks
+    await slack.settle()
+    assert names_asked() == ["UANN", "UBOB"]

@@ -70,6 +70,7 @@ PERMANENT_ERRORS = frozenset(
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 HISTORY_LIMIT = 200
 RESPOND_TIMEOUT = aiohttp.ClientTimeout(total=10)
+RENAMES_TOGETHER = 50  # display names learned in a row, corrected in one transaction
 THREAD_PAGES = 25  # up to 5,000 thread replies searched before a re-send
 # auth.test errors that mean the token itself is wrong (https://docs.slack.dev/reference/methods/auth.test)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
@@ -613,7 +614,7 @@ class SlackAdapter:
         """A name for digests without pinging anyone (profile name), fetched once per
         person and process after their first answer is stored, then corrected there.
         Fetched in the background, one person at a time, once the bot has nothing else to
-        do (``answers``): a name is no promise to anyone, and ``users.info`` is
+        do (``answers``, ``acks``): a name is no promise to anyone, and ``users.info`` is
         rate-limited (Tier 4), so a burst of new people never becomes a burst of calls."""
         if self._names.get(user_id) is not None or user_id in self._unnamed:
             return
@@ -624,34 +625,48 @@ class SlackAdapter:
             self._namer.add_done_callback(self.tasks.discard)
 
     async def _learn_names(self) -> None:
+        learned: dict[str, str] = {}  # author → name, to correct in stored answers
         while self._unnamed:
             user_id, used = next(iter(self._unnamed.items()))
             try:
-                async with self.answers.after():
-                    await self._fetch_name(user_id, used)
+                # after the answers being processed, and after any ack being made: a
+                # users.info call costs more than an ack, and nobody waits for it
+                async with self.answers.after(), self.acks.after():
+                    name = await self._fetch_name(user_id, used)
+                if name is not None:
+                    learned[f"{PLATFORM}:{user_id}"] = name
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("learning a display name failed")
             finally:
                 self._unnamed.pop(user_id, None)
+            if learned and (not self._unnamed or len(learned) >= RENAMES_TOGETHER):
+                names, learned = learned, {}
+                try:  # one transaction for the names learned in a row
+                    await self.ports.rename(names)
+                except Exception as exc:
+                    log.warning(
+                        "could not store %d display names: %s", len(names), type(exc).__name__
+                    )
 
-    async def _fetch_name(self, user_id: str, used: Any) -> None:
+    async def _fetch_name(self, user_id: str, used: Any) -> str | None:
+        """The person's name from ``users.info`` (cached); returned when their stored
+        answers carry another one (``used``) and must be corrected."""
         if self._names.get(user_id) is not None:
-            return
+            return None
         try:
             user = (await self.client.users_info(user=user_id)).get("user") or {}
         except (TimeoutError, SlackApiError, aiohttp.ClientError) as exc:
             log.info("users.info failed (%s); keeping the name we have", type(exc).__name__)
-            return
+            return None
         profile = user.get("profile") or {}
         name = profile.get("display_name") or profile.get("real_name") or user.get("name")
         if not name:
-            return
+            return None
         self._names.put(user_id, name)
         used_name = used.display_name if isinstance(used, Actor) else used
-        if name != used_name:  # stored under another name: correct it
-            await self.ports.rename(f"{PLATFORM}:{user_id}", name)
+        return name if name != used_name else None
 
     # ---- Platform: posting --------------------------------------------------------------
 
