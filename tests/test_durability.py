@@ -5,6 +5,7 @@ refusals end the round) and the round lifecycle (never posted → no digest)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from bot.core.handlers import NO_ROUND
 from bot.core.inbox import MAX_ATTEMPTS, NOT_SAVED
 from bot.core.outbox import LEASE
 from bot.history import format_rows, history
+from bot.metrics import REGISTRY
 from bot.storage.models import InboxEntry, OutboxEntry
 from tests.support import make_chat, write_library
 from tests.test_scheduling import BERLIN, FindingPlatform, config, setup, tick_at
@@ -102,6 +104,11 @@ async def test_a_transient_database_error_while_processing_is_retried(chat, monk
     assert [r.text for r in await chat.store.responses(round_.id)] == ["second try"]
 
 
+def answers_counted() -> float:
+    labels = {"platform": "console", "anonymous": "false"}
+    return REGISTRY.get_sample_value("roundtable_answers_stored_total", labels) or 0.0
+
+
 async def test_a_row_that_raises_in_a_batch_rolls_back_alone(chat, monkeypatch):
     """Rows ready together share one transaction; one that raises is redone in its own
     savepoint and fails alone, the others are stored once and confirmed."""
@@ -117,6 +124,7 @@ async def test_a_row_that_raises_in_a_batch_rolls_back_alone(chat, monkeypatch):
 
     monkeypatch.setattr(chat.store, "save_response", boom)
     inbox = chat.dispatcher.inbox
+    before = answers_counted()
     tickets = [
         await inbox.accept(f"console:b-{who}", answer(chat, text, who, f"b-{who}"))
         for who, text in [("bob", "first"), ("carol", "boom"), ("dave", "third")]
@@ -126,6 +134,7 @@ async def test_a_row_that_raises_in_a_batch_rolls_back_alone(chat, monkeypatch):
     assert [r.text for r in replies[1]] == ["Sorry, that failed on our side; please try again."]
     assert [r.text for r in replies[2]] == ["Saved your answer."]
     assert calls.count("first") == 2  # the batch ran once together, then redone isolated
+    assert answers_counted() - before == 2  # counted once each, when committed
     round_ = await chat.store.open_round_in(chat.channel)
     assert sorted(r.text for r in await chat.store.responses(round_.id)) == ["first", "third"]
     async with chat.store.session() as s:
@@ -304,3 +313,23 @@ async def test_processed_rows_are_pruned_after_the_window_and_pending_ones_kept(
 
 async def _nothing(*_args, **_kwargs) -> int:
     return 0
+
+
+async def test_what_a_rolled_back_step_asked_to_do_after_commit_is_forgotten(chat):
+    """``on_commit`` actions run once the transaction commits; a savepoint that rolls
+    back takes its own with it, and a transaction that fails runs none."""
+    done: list[str] = []
+    async with chat.store.transaction():
+        chat.store.on_commit(lambda: done.append("kept"))
+        with contextlib.suppress(RuntimeError):
+            async with chat.store.savepoint():
+                chat.store.on_commit(lambda: done.append("rolled back"))
+                raise RuntimeError("this step fails")
+        assert done == []  # nothing before the commit
+    assert done == ["kept"]
+    with contextlib.suppress(RuntimeError):
+        async with chat.store.transaction():
+            chat.store.on_commit(lambda: done.append("never committed"))
+            raise RuntimeError("the whole transaction fails")
+    chat.store.on_commit(lambda: done.append("outside a transaction: at once"))
+    assert done == ["kept", "outside a transaction: at once"]

@@ -318,10 +318,10 @@ class Inbox:
     async def _batch_isolated(self, batch: list) -> dict[int, Any]:
         """Each row in its own savepoint: a failing row rolls back alone."""
         results: dict[int, Any] = {}
-        async with self.store.transaction() as session:
+        async with self.store.transaction():
             for entry_id, event, future in batch:
                 try:
-                    async with session.begin_nested():
+                    async with self.store.savepoint():
                         now = self.clock.now()
                         if not await self.store.inbox_claim(entry_id, now):
                             results[id(future)] = (None, [])  # done already

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from bot import metrics
@@ -211,7 +212,7 @@ class Outbox:
             # seen, so it is closed with its digest rather than left "missed"
             seen = await self.store.close_landed(sorted(delivery.posted), now)
             for closed in seen:
-                metrics.round_closed(platform_of(closed.channel))
+                self.store.on_commit(partial(metrics.round_closed, platform_of(closed.channel)))
             if seen:
                 answers = await self.store.responses_of([r.id for r in seen])
                 late = await self.write(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from bot import metrics
 from bot.config import Schedule
@@ -178,7 +179,7 @@ class RoundService:
         outcome = Outcome()
         for old in closed:
             outcome.posts.append(await self.summary(old, final=True))
-            metrics.round_closed(platform_of(old.channel))
+            self.store.on_commit(partial(metrics.round_closed, platform_of(old.channel)))
         outcome.posts.append(round_post(round_))
         log.info("opened round %s in %s with prompt %s", round_.id, channel, prompt.id)
         return round_, outcome
@@ -246,7 +247,7 @@ class RoundService:
             return None, outcome
         for old in closed:
             outcome.posts.append(await self.summary(old, final=True))
-            metrics.round_closed(platform_of(old.channel))
+            self.store.on_commit(partial(metrics.round_closed, platform_of(old.channel)))
         outcome.posts.append(round_post(round_))
         log.info(
             "claimed %s/%s in %s: round %s with prompt %s",
@@ -298,7 +299,7 @@ class RoundService:
         answers = await self.store.responses_of([r.id for r in closed])
         for old in closed:
             outcome.posts.append(build_summary(old, answers.get(old.id, []), final=True))
-            metrics.round_closed(platform_of(old.channel))
+            self.store.on_commit(partial(metrics.round_closed, platform_of(old.channel)))
         outcome.posts.extend(round_post(r) for r in claimed)
         self._note_running_out([r.channel for r in claimed], picks, schedule)
         log.info("claimed %s/%s in %d channel(s)", schedule.name, occurrence, len(claimed))
@@ -382,7 +383,7 @@ class RoundService:
         if closed is not None:
             outcome.posts.append(await self.summary(closed, final=True))
             log.info("closed round %s in %s", closed.id, closed.channel)
-            metrics.round_closed(platform_of(closed.channel))
+            self.store.on_commit(partial(metrics.round_closed, platform_of(closed.channel)))
         return outcome
 
     async def mark_posted(
@@ -461,7 +462,8 @@ class RoundService:
             )
         if not anonymous:
             saved, updated = await self.store.save_response(row, replace_same_question=True)
-        metrics.answer_stored(platform_of(round_.channel), anonymous=anonymous)
+        stored = partial(metrics.answer_stored, platform_of(round_.channel), anonymous=anonymous)
+        self.store.on_commit(stored)
         outcome = Outcome()
         if anonymous:
             label = f"Anonymous answer to Q{question}:" if question else "Anonymous answer:"

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
@@ -51,6 +51,10 @@ from bot.storage.sqlite_driver import BUSY_CODES
 
 # The session of the transaction the current task runs in (``Store.transaction``).
 _ambient: ContextVar[AsyncSession | None] = ContextVar("roundtable_transaction", default=None)
+# What to do once that transaction has committed (``Store.on_commit``).
+_on_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar(
+    "roundtable_on_commit", default=None
+)
 REPLACED = "missed: never posted before the next round replaced it"
 
 
@@ -251,13 +255,44 @@ class Store:
         if current is not None:
             yield current
             return
+        committed: list[Callable[[], None]] = []
         async with self._turn(), self._sessions() as session, session.begin():
-            token = _ambient.set(session)
+            token, actions = _ambient.set(session), _on_commit.set(committed)
             try:
                 yield session
             finally:
                 _ambient.reset(token)
+                _on_commit.reset(actions)
+        for action in committed:
+            action()
         await self._scrub()
+
+    def on_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the current transaction has committed (at once outside
+        one): a count of what a transaction did must not count an attempt that rolled
+        back, such as a batch redone row by row or a retry after the database went away."""
+        pending = _on_commit.get()
+        if pending is None:
+            action()
+        else:
+            pending.append(action)
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Inside ``transaction()``: a step that rolls back alone, and with it the
+        ``on_commit`` actions it asked for."""
+        session = _ambient.get()
+        if session is None:
+            raise RuntimeError("savepoint() belongs inside transaction()")
+        pending = _on_commit.get()
+        mark = len(pending) if pending is not None else 0
+        try:
+            async with session.begin_nested():
+                yield
+        except BaseException:
+            if pending is not None:
+                del pending[mark:]
+            raise
 
     @staticmethod
     def _savepoint(s: AsyncSession):
