@@ -67,7 +67,8 @@ class Precedence:
         async with self._slots:
             if not self._idle.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), self.patience)
+                    async with asyncio.timeout(self.patience):  # a timer, not a task
+                        await self._idle.wait()
             yield
 
 
