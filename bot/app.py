@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 
 from bot import metrics
+from bot.anonymity import load_keyring
 from bot.config import Secrets, database_url, default_data_dir
-from bot.core.anonymity import load_keyring
 from bot.core.clock import Clock, SystemClock
 from bot.core.dispatch import Dispatcher
 from bot.core.handlers import Handlers

@@ -93,9 +93,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bot.anonymity import SecretProblem
     from bot.app import build_runtime, run
     from bot.config import database_url
-    from bot.core.anonymity import SecretProblem
     from bot.faults import (
         DATABASE_PACKAGES,
         check_credentials,
@@ -168,7 +168,7 @@ async def _open_store(url: str, config_path: Path, keyring: object | None = None
     The store always gets the server secret's keyring (from the config-relative data
     folder), so migrations and counts of anonymous answers never look for a key file
     relative to the working directory."""
-    from bot.core.anonymity import SecretProblem, load_keyring
+    from bot.anonymity import SecretProblem, load_keyring
     from bot.faults import database_fault
     from bot.storage.store import Store
 
@@ -228,7 +228,7 @@ def _privacy_service(args: argparse.Namespace):
         return None
 
     async def open_service():
-        from bot.core.anonymity import load_keyring
+        from bot.anonymity import load_keyring
         from bot.core.clock import SystemClock
         from bot.core.rounds import RoundService
 
@@ -241,8 +241,8 @@ def _privacy_service(args: argparse.Namespace):
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from bot.core.anonymity import SecretProblem
-    from bot.privacy import forget_person
+    from bot.anonymity import SecretProblem
+    from bot.core.forgetting import forget_person
 
     platform, _, user = args.person.partition(":")
     if platform not in ("slack", "discord", "console") or not user:
@@ -284,7 +284,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from bot.core.anonymity import SecretProblem
+    from bot.anonymity import SecretProblem
     from bot.history import parse_since
     from bot.privacy import digests, export_text
 

@@ -1,9 +1,9 @@
-"""A person's data from start to end: retention, forget-me and export.
+"""A person's data from start to end: retention and export.
 
 * ``purge_expired`` is the retention job: ended rounds older than ``retention_days``
   (per schedule, else global) are deleted with their answers; posts on the platform
   stay. ``add_retention_job`` is the one call the scheduler makes to run it daily.
-* ``forget_person`` deletes everything that still names or links one person.
+* Forget-me is a ``/discuss`` command, so it lives in the core: ``bot.core.forgetting``.
 * ``export`` writes exactly what the digests showed, through the digest's own code.
 """
 
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+from bot.anonymity import Keyring
 from bot.config import Config
 from bot.core import render
-from bot.core.anonymity import Keyring, KeyUnavailable
-from bot.core.events import Actor, Summary
+from bot.core.events import Summary
 from bot.storage import privacy as db
 from bot.storage.models import CLOSED, PurgeLog, Round
 
@@ -103,46 +103,6 @@ def add_retention_job(
 async def purge_history(store: Store) -> list[PurgeLog]:
     async with store.session() as s:
         return await db.purge_log(s)
-
-
-# ---- forget-me ----------------------------------------------------------------------------
-
-
-async def forget_person(service: RoundService, author_id: str) -> db.Forgotten:
-    """Delete every named answer of ``author_id`` ("platform:user") in open and closed
-    rounds, their anonymous answers in open rounds (closed ones link to nobody), and
-    the dedup rows naming the deleted messages. One transaction."""
-    platform, _, user = author_id.partition(":")
-    actor = Actor(platform, user, "")
-    async with service.store.transaction() as s:
-        anonymous_ids: list[int] = []
-        unreadable = 0
-        for round_ in await db.open_rounds_with_keys(s):
-            try:  # tags are randomised: the round's are opened to find this person's
-                mine = await service.anonymous_rows_of(round_, actor)
-            except KeyUnavailable:
-                unreadable += 1
-                continue
-            anonymous_ids += [rid for rid, _, _ in mine]
-        named, anonymous, refs = await db.forget_answers(s, actor.key, anonymous_ids)
-        dedup = await db.forget_dedup_rows(s, refs)
-    log.info("forget-me: deleted %d answer(s) and %d dedup row(s)", named + anonymous, dedup)
-    return db.Forgotten(named, anonymous, dedup, unreadable)
-
-
-def forgotten_text(done: db.Forgotten) -> str:
-    n = done.answers
-    text = (
-        f"Done: deleted {n} answer{'s' * (n != 1)} of yours "
-        f"({done.named} with your name, {done.anonymous} anonymous in open rounds)."
-    )
-    if done.unreadable_rounds:
-        text += (
-            f" {done.unreadable_rounds} open round(s) have anonymous answers that can no "
-            "longer be matched to anyone (the server's key was replaced), so any of yours "
-            "there stay, linked to nobody."
-        )
-    return text + " Anonymous answers in closed rounds are linked to nobody and stay."
 
 
 # ---- export -------------------------------------------------------------------------------

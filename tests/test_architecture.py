@@ -125,3 +125,19 @@ def test_adapters_the_scheduler_and_health_never_see_the_whole_runtime():
         str(path.relative_to(REPO)) for path in paths if "bot.app" in imported_modules(path)
     }
     assert not offenders
+
+
+def test_the_store_and_the_core_import_nothing_that_uses_them():
+    """One direction: adapters and the top-level services over the core, the core over
+    the store. The store imports no core module; the core imports nothing that imports
+    the core (such as ``bot.privacy`` or ``bot.cli``), even inside a function."""
+    graph = _bot_modules()
+    uses_core = {m for m, deps in graph.items() if any(d.startswith("bot.core") for d in deps)}
+    offenders = {
+        f"{module} -> {dep}"
+        for module, deps in graph.items()
+        for dep in deps
+        if (module.startswith("bot.storage") and dep.startswith("bot.core"))
+        or (module.startswith("bot.core") and dep in uses_core and not dep.startswith("bot.core"))
+    }
+    assert not offenders

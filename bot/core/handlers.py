@@ -22,6 +22,7 @@ from bot.core.events import (
     Outcome,
     RoundPost,
 )
+from bot.core.forgetting import forget_person, forgotten_text
 from bot.core.rounds import (
     RUNNING_OUT,
     AnonymousLocked,
@@ -272,8 +273,6 @@ class Handlers:
         return Outcome().reply(f"Removed your {n} answer{'s' * (n != 1)} from this round.")
 
     async def cmd_forget_me(self, event: CommandInvoked, command: Command) -> Outcome:
-        from bot.privacy import forget_person, forgotten_text
-
         if command.args != ("confirm",):
             return Outcome().reply(
                 f"This deletes every answer you gave with your name on {event.actor.platform}, "

@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from bot import metrics
+from bot.anonymity import Keyring, open_payload, seal_payload
 from bot.core import commands
-from bot.core.anonymity import Keyring, open_payload, seal_payload
 from bot.core.batching import Batcher
 from bot.core.clock import Clock
 from bot.core.codec import decode_incoming, encode_incoming

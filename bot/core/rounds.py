@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from bot import metrics
-from bot.config import Schedule
-from bot.core.anonymity import (
+from bot.anonymity import (
     Keyring,
     KeyUnavailable,
     RoundTags,
@@ -21,6 +20,7 @@ from bot.core.anonymity import (
     load_keyring,
     new_round_key,
 )
+from bot.config import Schedule
 from bot.core.clock import Clock
 from bot.core.events import (
     Actor,

@@ -4,7 +4,7 @@ Privacy is a property of this schema, not just of the views: there is no table o
 members, no per-person counter, and an anonymous response has no author column value,
 only a randomised tag that the per-round secret opens. That secret is stored only sealed
 under the server's secret (which never enters the database), and it and every tag of
-the round are erased when the round closes (see bot.core.anonymity, docs/privacy.md).
+the round are erased when the round closes (see bot.anonymity, docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class Response(Base):
     author_id: Mapped[str | None] = mapped_column(String(200))  # "platform:user"; NULL if anonymous
     author_name: Mapped[str | None] = mapped_column(String(200))  # NULL if anonymous
     # only for anonymous answers, while the round is open: the author's keyed hash sealed
-    # under the round key with a fresh nonce (bot.core.anonymity.RoundTags), so no two
+    # under the round key with a fresh nonce (bot.anonymity.RoundTags), so no two
     # rows compare equal; the column keeps its old name
     pseudonym: Mapped[str | None] = mapped_column(String(128))
     question: Mapped[int | None] = mapped_column(Integer)

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from bot.core.anonymity import Keyring, KeyUnavailable, RoundTags, count_authors, load_keyring
+from bot.anonymity import Keyring, KeyUnavailable, RoundTags, count_authors, load_keyring
 from bot.storage.models import (
     OPEN_STATUSES,
     InboxEntry,

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.core.anonymity import Keyring
+from bot.anonymity import Keyring
 from bot.storage.engine import create_engine, migrate
 from bot.storage.models import (
     CLAIMED,

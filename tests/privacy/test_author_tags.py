@@ -1,4 +1,4 @@
-"""Anonymous answers carry randomised author tags (bot.core.anonymity.RoundTags).
+"""Anonymous answers carry randomised author tags (bot.anonymity.RoundTags).
 
 No two stored tags are equal, even two of one person's, so nothing compares them in SQL:
 the bot finds a person's anonymous answers, and counts people, by opening the round's
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.core.anonymity import RoundTags, load_keyring, pseudonym
+from bot.anonymity import RoundTags, load_keyring, pseudonym
 from bot.storage.models import Response, Round
 
 

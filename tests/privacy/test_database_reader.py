@@ -43,7 +43,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot.core.anonymity import Keyring, KeyUnavailable, RoundTags, load_keyring
+from bot.anonymity import Keyring, KeyUnavailable, RoundTags, load_keyring
 from tests.support import make_chat
 
 RUN = uuid.uuid4().hex[:10]  # other tests share PostgreSQL's WAL: our bytes are marked
@@ -333,7 +333,7 @@ async def test_the_key_file_is_created_private_beside_the_database(tmp_path):
 
 
 async def test_ROUNDTABLE_SECRET_wins_and_a_malformed_one_is_refused(tmp_path):
-    from bot.core.anonymity import SecretProblem
+    from bot.anonymity import SecretProblem
 
     good = os.urandom(32)
     url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"

@@ -360,7 +360,7 @@ async def test_migration_keeps_every_answer_seals_open_keys_and_erases_closed_ps
     """A database written by the previous release (revision 0001) upgrades in place."""
     from alembic import command
 
-    from bot.core.anonymity import RoundTags, load_keyring, pseudonym
+    from bot.anonymity import RoundTags, load_keyring, pseudonym
     from bot.storage.engine import alembic_config, create_engine
 
     engine = create_engine(database_url)
@@ -467,7 +467,7 @@ async def test_migration_clears_pseudonyms_whose_round_key_the_secret_cannot_ope
     linked to nobody already, so their hex pseudonym is cleared; the answer stays."""
     from alembic import command
 
-    from bot.core.anonymity import pseudonym
+    from bot.anonymity import pseudonym
     from bot.storage.engine import alembic_config, create_engine
 
     def upgrade_to(revision: str):

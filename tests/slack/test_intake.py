@@ -7,7 +7,7 @@ import asyncio
 
 from sqlalchemy import event, select
 
-from bot.core.anonymity import open_payload
+from bot.anonymity import open_payload
 from bot.storage.models import InboxEntry
 from tests.slack.conftest import message_event
 

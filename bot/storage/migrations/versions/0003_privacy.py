@@ -1,7 +1,7 @@
 """Privacy: sealed round keys, pseudonyms erased on close, frozen respondent counts, purge log.
 
 Existing data is kept: open rounds' plain keys are sealed under the server secret
-(``ROUNDTABLE_SECRET`` or the key file, see bot.core.anonymity); closed rounds get
+(``ROUNDTABLE_SECRET`` or the key file, see bot.anonymity); closed rounds get
 their respondent counts (while pseudonyms still tell authors apart) and then lose
 their pseudonyms. No answer is deleted.
 
@@ -83,7 +83,7 @@ def upgrade() -> None:
         )
     ).all()
     if plain:
-        from bot.core.anonymity import load_keyring
+        from bot.anonymity import load_keyring
 
         keyring = context.config.attributes.get("keyring") or load_keyring(conn.engine.url)
         for rid, key in plain:

@@ -4,7 +4,7 @@ An anonymous answer of an open round stored ``HMAC(round key, "platform:user")``
 hex: the same value on every answer of one person, so PostgreSQL's old row versions
 and WAL let a reader without the server secret group a round's answers by author even
 after close. Now the column holds that hash sealed under the round key with a fresh
-nonce (``bot.core.anonymity.RoundTags``), 82 characters, so it is widened. Each open
+nonce (``bot.anonymity.RoundTags``), 82 characters, so it is widened. Each open
 round's key is opened with the server secret and each of its anonymous rows re-tagged:
 the stored hash itself is what gets sealed (the author cannot be recovered from it,
 and need not be: authors are matched by their hash, so update, withdraw and forget-me
@@ -54,7 +54,7 @@ def upgrade() -> None:
     ).all()
     if not rows:
         return
-    from bot.core.anonymity import KeyUnavailable, RoundTags, load_keyring
+    from bot.anonymity import KeyUnavailable, RoundTags, load_keyring
 
     keyring = context.config.attributes.get("keyring") or load_keyring(conn.engine.url)
     sealed = dict(
