@@ -513,8 +513,11 @@ class RoundService:
         self, round_: Round, row: Response, tags: RoundTags, actor: Actor
     ) -> tuple[Response, bool]:
         """Insert an anonymous answer, or update the same person's earlier one to the same
-        question (found by opening the round's tags). Returns (row, was_update)."""
+        question (found by opening the round's tags). Returns (row, was_update).
+        The same person's answers to this round are saved one at a time, even by two
+        instances: the lock's key is their alias in the round, linked to nobody."""
         async with self.store.transaction():
+            await self.store.exclusive(tags.alias(actor.key))
             mine = await self.anonymous_rows_of(round_, actor, tags)
             earlier = next(((rid, tag) for rid, q, tag in mine if q == row.question), None)
             if earlier is None:

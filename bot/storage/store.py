@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextvars import ContextVar
@@ -301,6 +302,18 @@ class Store:
         if _ambient.get() is not None:
             return s.begin_nested()
         return contextlib.nullcontext()
+
+    async def exclusive(self, key: bytes) -> None:
+        """Until the current transaction ends, other transactions that ask for the same
+        ``key`` wait (several instances on PostgreSQL: a transaction-scoped advisory
+        lock, held in the server's memory and written nowhere, named by a hash of
+        ``key``). SQLite runs one write transaction at a time already."""
+        if self.dialect != "postgresql":
+            return
+        async with self.session() as s:
+            digest = hashlib.sha256(b"roundtable exclusive|" + key).digest()
+            lock = int.from_bytes(digest[:8], "big", signed=True)
+            await s.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": lock})
 
     def _insert(self, table):
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)

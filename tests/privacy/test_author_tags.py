@@ -9,10 +9,14 @@ reminders, history) and the counts taken at close.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from sqlalchemy import select
 
 from bot.anonymity import RoundTags, load_keyring, pseudonym
 from bot.storage.models import Response, Round
+from tests.support import make_chat
 
 
 async def anonymous_rows(chat) -> list[Response]:
@@ -85,3 +89,39 @@ async def test_closing_counts_each_person_once_across_questions(both):
         left = (await s.scalars(select(Response.pseudonym))).all()
     assert (closed.respondents, closed.anonymous_respondents) == (2, 2)
     assert set(left) == {None} and closed.anon_key is None
+
+
+async def test_two_instances_save_one_persons_anonymous_answer_once(config_path, pg_url):
+    """Two instances on one PostgreSQL database each get an anonymous answer from bob
+    to question 1 at the same moment: the second waits for the first and replaces it,
+    so the round holds one answer of his to that question, not two."""
+    first, second = await make_chat(config_path, pg_url), await make_chat(config_path, pg_url)
+    try:
+        await first.say("/discuss now")
+        await first.say("/discuss answer --anonymous 2 the round's key exists", who="carol")
+        real = first.store.save_response
+        second_saving = asyncio.Event()
+
+        async def first_saves_slowly(row, **kwargs):
+            # hold the first transaction open until the second one is saving as well
+            # (it never is when it waits for the first: then after a moment)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(second_saving.wait(), 0.5)
+            return await real(row, **kwargs)
+
+        async def second_saves(row, **kwargs):
+            second_saving.set()
+            return await second_real(row, **kwargs)
+
+        second_real = second.store.save_response
+        first.store.save_response = first_saves_slowly
+        second.store.save_response = second_saves
+        replies = await asyncio.gather(
+            first.say("/discuss answer --anonymous 1 from the first", who="bob"),
+            second.say("/discuss answer --anonymous 1 from the second", who="bob"),
+        )
+        assert sorted(r.split()[0] for r in replies) == ["Saved", "Updated"]
+        assert [r.question for r in await anonymous_rows(first)] == [2, 1]
+    finally:
+        await first.store.close()
+        await second.store.close()
