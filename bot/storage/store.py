@@ -117,14 +117,14 @@ class _RawInsert:
     def params(self, rows: Sequence[Sequence[Any]], own: Sequence[str], shared: dict) -> list:
         """Each row's parameters in the statement's order: ``rows`` hold the values of
         the ``own`` columns, ``shared`` the values every row has (converted once)."""
-        values = {name: self._db(name, value) for name, value in shared.items()}
-        convert = [self._convert[name] for name in own]
-        order = [self.names.index(name) for name in own]
+        template = [self._db(name, shared[name]) if name in shared else None for name in self.names]
+        slots = [(self.names.index(name), self._convert[name]) for name in own]
         params = []
         for row in rows:
-            for where, value, to_db in zip(order, row, convert, strict=True):
-                values[self.names[where]] = value if to_db is None else to_db(value)
-            params.append(tuple(values[name] for name in self.names))
+            values = template.copy()
+            for (where, to_db), value in zip(slots, row, strict=True):
+                values[where] = value if to_db is None else to_db(value)
+            params.append(tuple(values))
         return params
 
     def _db(self, name: str, value: Any) -> Any:
