@@ -280,11 +280,13 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """Inside ``transaction()``: a step that rolls back alone, and with it the
-        ``on_commit`` actions it asked for."""
+        """Inside ``transaction()``: a step that rolls back alone (an expected conflict,
+        one row of a batch), and with it the ``on_commit`` actions it asked for. Outside
+        one, nothing: the step's own session is its transaction."""
         session = _ambient.get()
         if session is None:
-            raise RuntimeError("savepoint() belongs inside transaction()")
+            yield
+            return
         pending = _on_commit.get()
         mark = len(pending) if pending is not None else 0
         try:
@@ -294,14 +296,6 @@ class Store:
             if pending is not None:
                 del pending[mark:]
             raise
-
-    @staticmethod
-    def _savepoint(s: AsyncSession):
-        """A savepoint when joined to a larger transaction, so an expected conflict
-        rolls back only this step; a no-op context otherwise."""
-        if _ambient.get() is not None:
-            return s.begin_nested()
-        return contextlib.nullcontext()
 
     async def exclusive(self, key: bytes) -> None:
         """Until the current transaction ends, other transactions that ask for the same
@@ -328,7 +322,7 @@ class Store:
         Returns the new round and the rounds this closed (for their digests).
         """
         try:
-            async with self.session() as s, self._savepoint(s):
+            async with self.session() as s, self.savepoint():
                 closed = await self._close_open_rounds(s, new.channel, now)
                 s.add(new)
                 if rotation is not None:
@@ -567,7 +561,7 @@ class Store:
         """
         values = {c.key: getattr(new, c.key) for c in Round.__table__.columns if c.key != "id"}
         try:
-            async with self.session() as s, self._savepoint(s):
+            async with self.session() as s, self.savepoint():
                 closed = await self._close_open_rounds(s, new.channel, now)
                 round_id = (
                     await s.execute(

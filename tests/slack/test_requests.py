@@ -76,6 +76,14 @@ SIGNED_BUT_BROKEN = {
     "form without command or payload": (b"hello=world", FORM),
     "another slash command": (b"command=%2Fother&user_id=U1&channel_id=C1&response_url=x", FORM),
     "form that is not UTF-8 inside": (b"command=%2Fdiscuss&text=%ff%fe", FORM),
+    "form with too many fields": (
+        b"command=%2Fdiscuss&" + b"&".join(b"f%d=1" % i for i in range(64)),
+        FORM,
+    ),
+    "form repeating a field, once encoded": (
+        b"command=%2Fdiscuss&user_id=U1&channel_id=C1&response_url=x&%74ext=a&text=b",
+        FORM,
+    ),
     "unexpected content type": (b"<xml/>", "text/xml"),
 }
 
