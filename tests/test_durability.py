@@ -333,3 +333,15 @@ async def test_what_a_rolled_back_step_asked_to_do_after_commit_is_forgotten(cha
             raise RuntimeError("the whole transaction fails")
     chat.store.on_commit(lambda: done.append("outside a transaction: at once"))
     assert done == ["kept", "outside a transaction: at once"]
+
+
+async def test_a_failing_action_after_a_commit_does_not_undo_or_fail_the_write(chat, caplog):
+    def broken() -> None:
+        raise RuntimeError("a counter that broke")
+
+    with caplog.at_level(logging.ERROR, logger="bot.storage.store"):
+        async with chat.store.transaction():
+            await chat.store.set_value("after-commit", "written", chat.clock.now())
+            chat.store.on_commit(broken)
+    assert await chat.store.get_value("after-commit") == "written"
+    assert [r.getMessage() for r in caplog.records] == ["an action after a commit failed"]

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextvars import ContextVar
@@ -57,6 +58,7 @@ _on_commit: ContextVar[list[Callable[[], None]] | None] = ContextVar(
     "roundtable_on_commit", default=None
 )
 REPLACED = "missed: never posted before the next round replaced it"
+log = logging.getLogger(__name__)
 
 
 class ChannelBusy(Exception):
@@ -265,7 +267,10 @@ class Store:
                 _ambient.reset(token)
                 _on_commit.reset(actions)
         for action in committed:
-            action()
+            try:  # committed already: a failing count must not look like a failed write
+                action()
+            except Exception:
+                log.exception("an action after a commit failed")
         await self._scrub()
 
     def on_commit(self, action: Callable[[], None]) -> None:
