@@ -344,4 +344,5 @@ async def test_a_failing_action_after_a_commit_does_not_undo_or_fail_the_write(c
             await chat.store.set_value("after-commit", "written", chat.clock.now())
             chat.store.on_commit(broken)
     assert await chat.store.get_value("after-commit") == "written"
-    assert [r.getMessage() for r in caplog.records] == ["an action after a commit failed"]
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("an action after a commit failed")
