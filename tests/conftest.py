@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
+import threading
 import uuid
 
 import pytest
@@ -91,6 +94,20 @@ async def chat(config_path, sqlite_url):
     c = await make_chat(config_path, sqlite_url)
     yield c
     await c.store.close()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was():
+    """Tests that run the CLI in-process set logging up on the stderr pytest captured for
+    them; put the root logger and the excepthooks back afterwards, so a later test does
+    not log into a closed stream through their filters."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    hooks = sys.excepthook, threading.excepthook
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
 
 
 @pytest.fixture(autouse=True)
