@@ -113,14 +113,13 @@ def answer_stored(platform: str, *, anonymous: bool) -> None:
 def event_received(platform: str, kind: str) -> float:
     """Count the event; returns the start time for ``event_handled``. Counted inside
     the ack: the labelled counter is looked up once per platform and kind."""
-    counter = _received.get((platform, kind))
-    if counter is None:
-        counter = _received[platform, kind] = EVENTS_RECEIVED.labels(platform, kind)
-    counter.inc()
+    _received(platform, kind).inc()
     return time.monotonic()
 
 
-_received: dict[tuple[str, str], Any] = {}
+@functools.cache
+def _received(platform: str, kind: str) -> Any:
+    return EVENTS_RECEIVED.labels(platform, kind)
 
 
 def event_handled(platform: str, started: float) -> None:

@@ -32,18 +32,17 @@ class Precedence:
         self._idle.set()
         self._timer: asyncio.TimerHandle | None = None
         self._slots = asyncio.Semaphore(slots)
-        self._ongoing_work = _Ongoing(self)
 
-    def ongoing(self) -> contextlib.AbstractContextManager[None]:
+    def ongoing(self) -> Precedence:
         """Around work that goes first (an ack: from the request read to the response).
-        A plain context manager object: it is entered inside every ack."""
-        return self._ongoing_work
+        The object itself is the context manager: it is entered inside every ack."""
+        return self
 
-    def _begin(self) -> None:
+    def __enter__(self) -> None:
         self._ongoing += 1
         self._idle.clear()
 
-    def _end(self) -> None:
+    def __exit__(self, *_: object) -> None:
         self._ongoing -= 1
         loop = asyncio.get_running_loop()
         self._last_end = loop.time()
@@ -70,14 +69,3 @@ class Precedence:
                     async with asyncio.timeout(self.patience):  # a timer, not a task
                         await self._idle.wait()
             yield
-
-
-class _Ongoing:
-    def __init__(self, precedence: Precedence):
-        self._precedence = precedence
-
-    def __enter__(self) -> None:
-        self._precedence._begin()
-
-    def __exit__(self, *_: object) -> None:
-        self._precedence._end()
