@@ -64,8 +64,13 @@ class Precedence:
     async def after(self) -> AsyncIterator[None]:
         """Around work that waits for the ``ongoing`` work."""
         async with self._slots:
-            if not self._idle.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.patience):  # a timer, not a task
-                        await self._idle.wait()
+            await self.settled()
             yield
+
+    async def settled(self) -> None:
+        """Return once no ``ongoing`` work has run for ``quiet`` seconds (or after
+        ``patience``). Takes no slot: for deciding when to start work, not for doing it."""
+        if not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.patience):  # a timer, not a task
+                    await self._idle.wait()

@@ -4,6 +4,8 @@ the answer is saved, one HTTP session for every Web API and response_url call.""
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 
 from sqlalchemy import event, select
 
@@ -99,6 +101,42 @@ async def test_an_answer_is_processed_once_no_other_ack_is_being_made(slack):
     await slack.settle()
     round_ = await slack.runtime.store.open_round_in("slack:C1")
     assert [r.text for r in await slack.runtime.store.responses(round_.id)] == ["after the acks"]
+
+
+async def test_a_burst_of_acks_starts_no_processing_until_it_pauses(slack):
+    """Each stored command's processing task is started once the acks pause, in the order
+    they were stored: during the burst, an ack pays for no task that could only wait."""
+    await slack.command("now")
+    await slack.settle()
+
+    def processing() -> list[asyncio.Task]:
+        return [t for t in slack.adapter.tasks if t.get_name() == "slack-command"]
+
+    with slack.adapter.acks.ongoing():  # a burst: another ack is still being made
+        for n, user in enumerate(("UANN", "UBOB", "UCAT")):
+            assert await slack.command(f"answer 1 thought {n}", user=user) == 200
+        await asyncio.sleep(0.05)
+        assert processing() == []
+    await slack.settle()
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    texts = [r.text for r in await slack.runtime.store.responses(round_.id)]
+    assert texts == ["thought 0", "thought 1", "thought 2"]
+
+
+async def test_processing_not_started_by_shutdown_is_left_in_the_inbox(slack):
+    """Stopped before the acks paused: the queued work is dropped cleanly (no coroutine
+    left never awaited) and the stored answer waits, pending, for the next start."""
+    await slack.command("now")
+    await slack.settle()
+    with slack.adapter.acks.ongoing(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert await slack.command("answer 1 kept for later", user="UBOB") == 200
+        await slack.adapter.stop(grace=0.01)
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    async with slack.runtime.store.session() as s:
+        row = (await s.scalars(select(InboxEntry).order_by(InboxEntry.id.desc()))).first()
+    assert row.status == "pending"
 
 
 async def test_names_are_learned_one_person_at_a_time_and_never_hold_up_answers(slack):

@@ -16,6 +16,7 @@ share one HTTP session.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import time
@@ -153,6 +154,9 @@ class SlackAdapter:
         )
         metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
+        # processing of stored events, started once the acks pause (``_start_queued``)
+        self._queued: collections.deque[tuple[Coroutine[Any, Any, None], str]] = collections.deque()
+        self._starter: asyncio.Task | None = None
         # acks go before processing (Slack wants its ack within 3 s), and the work that
         # follows an ack goes before learning display names (docs/performance.md)
         self.acks = Precedence(quiet=0.002, patience=1.0, slots=8)
@@ -309,9 +313,34 @@ class SlackAdapter:
             except Exception:
                 log.exception("Slack %s failed", what)
 
-        task = asyncio.create_task(guarded(), name=f"slack-{what}")
+        self._track(asyncio.create_task(guarded(), name=f"slack-{what}"))
+
+    def _track(self, task: asyncio.Task) -> asyncio.Task:
+        """Keep a strong reference until done; ``drain`` and ``stop`` wait for it."""
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def spawn_after_acks(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Process a stored event once the acks pause. Its task is started only then: in
+        a burst every ack would otherwise also pay for starting a task that can only
+        wait (a sixth of a stored command's ack)."""
+        self._queued.append((work, what))
+        if self._starter is None or self._starter.done():
+            self._starter = self._track(
+                asyncio.create_task(self._start_queued(), name="slack-queued")
+            )
+
+    async def _start_queued(self) -> None:
+        try:
+            # counts as answers being processed, so display names keep waiting for them
+            with self.answers.ongoing():
+                await self.acks.settled()
+                while self._queued:  # in the order the events were stored
+                    self.spawn(*self._queued.popleft())
+        finally:
+            while self._queued:  # cancelled at shutdown: never started, never awaited
+                self._queued.popleft()[0].close()
 
     # ---- listeners: ack, then work ------------------------------------------------------
 
@@ -393,7 +422,7 @@ class SlackAdapter:
                 )
             else:
                 work = self._quiet(ticket)
-            self.spawn(work, "message")
+            self.spawn_after_acks(work, "message")
 
     async def _slash_command(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """Store ``/discuss`` before the ack and start its work; the ack's body (None: an
@@ -409,7 +438,7 @@ class SlackAdapter:
             answer = await self._direct_answer(ticket)
             if answer is not None:
                 return answer
-        self.spawn(self._command(ticket, body), "command")
+        self.spawn_after_acks(self._command(ticket, body), "command")
         return None
 
     async def _command(self, ticket: Ticket, body: Mapping[str, Any]) -> None:
@@ -622,9 +651,7 @@ class SlackAdapter:
             return
         self._unnamed[user_id] = used
         if self._namer is None or self._namer.done():
-            self._namer = asyncio.create_task(self._learn_names(), name="slack-names")
-            self.tasks.add(self._namer)
-            self._namer.add_done_callback(self.tasks.discard)
+            self._namer = self._track(asyncio.create_task(self._learn_names(), name="slack-names"))
 
     async def _learn_names(self) -> None:
         learned: dict[str, str] = {}  # author → name, to correct in stored answers
