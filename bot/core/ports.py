@@ -50,6 +50,9 @@ class NameCache:
             self._names.move_to_end(key)
         return name
 
+    def forget(self, key: str) -> None:
+        self._names.pop(key, None)
+
     def put(self, key: str, name: str) -> None:
         self._names[key] = name
         self._names.move_to_end(key)

@@ -189,6 +189,30 @@ async def test_names_learned_in_a_row_are_corrected_in_one_transaction(slack):
     assert names == {"Ann", "Bob", "Cat"}
 
 
+async def test_names_that_could_not_be_stored_are_learned_again_at_the_next_answer(
+    slack, monkeypatch
+):
+    await slack.command("now")
+    await slack.settle()
+    slack.fake.names["UANN"] = "Ann"
+    store = slack.runtime.store
+    working = store.rename_authors
+
+    async def database_away(names):
+        raise OSError("the database went away")
+
+    monkeypatch.setattr(store, "rename_authors", database_away)
+    assert await slack.command("answer 1 first thought", user="UANN") == 200
+    await slack.settle()
+    monkeypatch.setattr(store, "rename_authors", working)
+    assert await slack.command("answer 2 second thought", user="UANN") == 200
+    await slack.settle()
+    asked = [c for c in slack.fake.calls_to("users.info") if c["user"] == "UANN"]
+    assert len(asked) == 2  # not kept as if it had been stored
+    round_ = await store.open_round_in("slack:C1")
+    assert {r.author_name for r in await store.responses(round_.id)} == {"Ann"}
+
+
 async def test_names_wait_while_acks_are_being_made(slack):
     """users.info costs more than an ack: nobody waits for a name, someone waits for an ack."""
     await slack.command("now")

@@ -654,7 +654,7 @@ class SlackAdapter:
             self._namer = self._track(asyncio.create_task(self._learn_names(), name="slack-names"))
 
     async def _learn_names(self) -> None:
-        learned: dict[str, str] = {}  # author → name, to correct in stored answers
+        learned: dict[str, str] = {}  # user id → name, to correct in stored answers
         while self._unnamed:
             user_id, used = next(iter(self._unnamed.items()))
             try:
@@ -663,7 +663,7 @@ class SlackAdapter:
                 async with self.answers.after(), self.acks.after():
                     name = await self._fetch_name(user_id, used)
                 if name is not None:
-                    learned[f"{PLATFORM}:{user_id}"] = name
+                    learned[user_id] = name
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -673,11 +673,13 @@ class SlackAdapter:
             if learned and (not self._unnamed or len(learned) >= RENAMES_TOGETHER):
                 names, learned = learned, {}
                 try:  # one transaction for the names learned in a row
-                    await self.ports.rename(names)
+                    await self.ports.rename({f"{PLATFORM}:{u}": n for u, n in names.items()})
                 except Exception as exc:
                     log.warning(
                         "could not store %d display names: %s", len(names), type(exc).__name__
                     )
+                    for user_id in names:  # learned again at their next answer
+                        self._names.forget(user_id)
 
     async def _fetch_name(self, user_id: str, used: Any) -> str | None:
         """The person's name from ``users.info`` (cached); returned when their stored
