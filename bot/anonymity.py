@@ -149,10 +149,6 @@ class Keyring:
     def __repr__(self) -> str:
         return f"Keyring(origin={self.origin!r})"
 
-    @classmethod
-    def generate(cls) -> Keyring:
-        return cls(secrets.token_bytes(32))
-
     def check_value(self) -> str:
         """A fingerprint that tells two secrets apart and reveals nothing about either."""
         return hmac.new(self._check_key, b"roundtable secret check v1", hashlib.sha256).hexdigest()

@@ -339,7 +339,7 @@ async def test_a_failing_action_after_a_commit_does_not_undo_or_fail_the_write(c
     def broken() -> None:
         raise RuntimeError("a counter that broke")
 
-    with caplog.at_level(logging.ERROR, logger="bot.storage.store"):
+    with caplog.at_level(logging.ERROR, logger="bot.storage.transactions"):
         async with chat.store.transaction():
             await chat.store.set_value("after-commit", "written", chat.clock.now())
             chat.store.on_commit(broken)

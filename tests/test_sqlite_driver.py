@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from bot.storage import sqlite_driver
-from bot.storage.store import Store, WriterTurn
+from bot.storage.store import Store
+from bot.storage.transactions import WriterTurn
 
 FULL, NORMAL = 2, 1
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -57,7 +57,7 @@ MISSING_ACCESS, MISSING_PERMISSIONS, UNKNOWN_CHANNEL = 50001, 50013, 10003
 # Discord's limits (Message resource → Embed limits; Create Message → content)
 MESSAGE_LIMIT = 2000  # characters of content per message
 TITLE_LIMIT, DESCRIPTION_LIMIT = 256, 4096
-FIELD_NAME_LIMIT, FIELD_VALUE_LIMIT, FIELDS_PER_EMBED = 256, 1024, 25
+FIELD_VALUE_LIMIT, FIELDS_PER_EMBED = 1024, 25  # field names are ours and short
 EMBEDS_TOTAL = 6000  # characters across all embeds of one message
 EMBEDS_PER_MESSAGE = 10
 # Modal components (Components reference → Label, Text Display, Text Input)
