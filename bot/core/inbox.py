@@ -171,8 +171,10 @@ class Inbox:
                 entry_id = await self._inserts.submit((key, payload))
                 if entry_id is None:
                     log.info("ignored a redelivered event (%s)", key.split(":", 1)[0])
-                else:
-                    metrics.event_received(platform_of(event.channel), type(event).__name__)
+                else:  # counted once the ack has been sent (the loop's next turn)
+                    asyncio.get_running_loop().call_soon(
+                        metrics.event_received, platform_of(event.channel), type(event).__name__
+                    )
                 return Ticket(entry_id, event)
             except Exception as exc:
                 last = exc

@@ -156,7 +156,7 @@ class SlackAdapter:
         self.tasks: set[asyncio.Task] = set()
         # processing of stored events, started once the acks pause (``_start_queued``)
         self._queued: collections.deque[tuple[Coroutine[Any, Any, None], str]] = collections.deque()
-        self._starter: asyncio.Task | None = None
+        self._starter: asyncio.Handle | asyncio.Task | None = None
         # acks go before processing (Slack wants its ack within 3 s), and the work that
         # follows an ack goes before learning display names (docs/performance.md)
         self.acks = Precedence(quiet=0.002, patience=1.0, slots=8)
@@ -293,7 +293,10 @@ class SlackAdapter:
             raise  # aiohttp's own answers (413 for an oversized body)
         if checked.command is not None:
             answer = await self._slash_command(checked.command)
-            metrics.ack_latency(PLATFORM, time.monotonic() - started)
+            # observed just after the response is sent, not inside the ack it measures
+            asyncio.get_running_loop().call_soon(
+                metrics.ack_latency, PLATFORM, time.monotonic() - started
+            )
             return web.json_response(answer) if answer else web.Response()
         bolt_request = AsyncBoltRequest(
             body=checked.text, query=request.query_string, headers=request.headers
@@ -326,10 +329,11 @@ class SlackAdapter:
         a burst every ack would otherwise also pay for starting a task that can only
         wait (a sixth of a stored command's ack)."""
         self._queued.append((work, what))
-        if self._starter is None or self._starter.done():
-            self._starter = self._track(
-                asyncio.create_task(self._start_queued(), name="slack-queued")
-            )
+        if self._starter is None:  # started just after this ack's response is sent
+            self._starter = asyncio.get_running_loop().call_soon(self._start_starter)
+
+    def _start_starter(self) -> None:
+        self._starter = self._track(asyncio.create_task(self._start_queued(), name="slack-queued"))
 
     async def _start_queued(self) -> None:
         try:
@@ -339,6 +343,7 @@ class SlackAdapter:
                 while self._queued:  # in the order the events were stored
                     self.spawn(*self._queued.popleft())
         finally:
+            self._starter = None
             while self._queued:  # cancelled at shutdown: never started, never awaited
                 self._queued.popleft()[0].close()
 
