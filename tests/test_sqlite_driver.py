@@ -111,6 +111,7 @@ async def test_the_acks_insert_runs_straight_on_sqlite_and_reads_back_as_the_orm
             f"{verb} {here}" for verb in ("BEGIN", "INSERT", "INSERT", "INSERT", "COMMIT")
         ]
         assert sorted(two) == ["k2", "k3"]  # k1 is known: a redelivery inserts nothing
+        assert [(await store.inbox_get(two[k])).key for k in ("k2", "k3")] == ["k2", "k3"]
         row = await store.inbox_get(one["k1"])
         assert (row.key, row.payload, row.status, row.attempts) == (
             "k1",

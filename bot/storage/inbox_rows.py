@@ -38,12 +38,12 @@ _CLAIM_MANY = (
 
 
 class _RawInsert:
-    """An ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` compiled by SQLAlchemy once,
+    """An ``INSERT … ON CONFLICT DO NOTHING`` compiled by SQLAlchemy once,
     with each column's own conversion (JSON, UTC datetimes), to run on the DBAPI
     connection directly."""
 
     def __init__(self, table: Any, dialect: Any, columns: Sequence[str]):
-        statement = sqlite.insert(table).on_conflict_do_nothing().returning(table.c.id)
+        statement = sqlite.insert(table).on_conflict_do_nothing()
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         self.sql = str(compiled)
         self.names = list(compiled.positiontup or [])
@@ -118,7 +118,7 @@ class InboxRows(StoreBase):
         self, items: Sequence[tuple[str, dict]], shared: dict[str, Any]
     ) -> dict[str, int]:
         """``inbox_add_many`` on SQLite: the statement SQLAlchemy compiled once, run
-        straight on the set-aside connection (``InlineConnection.write_now``). Through
+        straight on the set-aside connection (``InlineConnection.insert_now``). Through
         the ORM's execution path it cost ten times the INSERT itself, all of it inside
         the ack."""
         if self._inbox_insert is None:
@@ -129,14 +129,14 @@ class InboxRows(StoreBase):
         async with self._turn(urgent=True):
             connection = await self._unflushed_connection()
             try:
-                returned = await self._unflushed_driver.write_now(insert.sql, params)
+                ids = await self._unflushed_driver.insert_now(insert.sql, params)
             except sqlite3.Error as exc:
                 if not _busy(exc):  # start again on a new connection next time
                     self._unflushed_sqlite = None
                     await connection.invalidate()
                     await connection.close()
                 raise OperationalError(insert.sql, None, exc) from exc
-        return {key: ids[0][0] for (key, _), ids in zip(items, returned, strict=True) if ids}
+        return {key: i for (key, _), i in zip(items, ids, strict=True) if i is not None}
 
     async def inbox_claim(self, entry_id: int, now: datetime) -> bool:
         """Mark a pending row done in the current transaction, first thing: it commits

@@ -51,31 +51,37 @@ class InlineConnection(aiosqlite.Connection):
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self.fsync_commits = False
 
-    async def write_now(self, sql: str, rows: list[tuple]) -> list[list[tuple]]:
-        """Run ``sql`` once per row, in one short transaction, straight on sqlite3 in the
-        loop's thread: no SQLAlchemy, no thread hand-off (one row: the statement is its
-        own transaction; several: BEGIN IMMEDIATE … COMMIT). For the ack's inbox INSERT
-        on the connection set aside by ``commit_without_fsync``, whose commit does not
-        wait for the disk. Returns each row's returned rows, in order. Another
+    async def insert_now(self, sql: str, rows: list[tuple]) -> list[int | None]:
+        """Run the INSERT ``sql`` once per row, in one short transaction, straight on
+        sqlite3 in the loop's thread: no SQLAlchemy, no thread hand-off (one row: the
+        statement is its own transaction; several: BEGIN IMMEDIATE … COMMIT). For the
+        ack's inbox INSERT on the connection set aside by ``commit_without_fsync``, whose
+        commit does not wait for the disk. Returns each row's new rowid, or None where
+        it inserted nothing (``ON CONFLICT DO NOTHING``): read from the cursor, which
+        costs less than a ``RETURNING`` clause's extra step and fetch. Another
         process's lock is waited for as usual."""
         if self.fsync_commits:
-            raise RuntimeError("write_now is for a connection whose commits do not fsync")
+            raise RuntimeError("insert_now is for a connection whose commits do not fsync")
 
-        async def run() -> list[list[tuple]]:
+        def one(conn: sqlite3.Connection, row: tuple) -> int | None:
+            cursor = conn.execute(sql, row)
+            return cursor.lastrowid if cursor.rowcount == 1 else None
+
+        async def run() -> list[int | None]:
             if not self._running or self._connection is None:
                 raise ValueError("Connection closed")
             conn = self._conn
             if len(rows) == 1:  # one statement is a transaction of its own
-                return [conn.execute(sql, rows[0]).fetchall()]
+                return [one(conn, rows[0])]
             conn.execute("BEGIN IMMEDIATE")
             try:
-                results = [conn.execute(sql, row).fetchall() for row in rows]
+                ids = [one(conn, row) for row in rows]
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            return results
+            return ids
 
         return await _retry_busy(run)
 
