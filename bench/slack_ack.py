@@ -25,7 +25,8 @@ requests go to the four servers in turn, so a slow moment of the machine hits th
 Target: our p99 <= 1.5x the floor. With 20 in flight every server is bound by one core,
 so the p99 follows the CPU time each request costs: that is printed too (this process's
 CPU time during the requests, divided by N; our processing left for after them is not
-in it).
+in it). The sender's own garbage collector is paused while it times
+(``bench.common.sender_gc_paused``): its pauses are not the servers' latency.
 """
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ async def timed_post(session: aiohttp.ClientSession, url: str, body: str) -> flo
 
 
 async def send(plan: dict) -> dict[str, dict[str, list[float]]]:
+    from bench.common import sender_gc_paused
+
     targets: dict[str, str] = plan["targets"]
     n = plan["n"]
     results: dict[str, dict[str, list[float]]] = {}
@@ -253,11 +256,12 @@ async def send(plan: dict) -> dict[str, dict[str, list[float]]]:
             for url in targets.values():  # warm-up (auth.test, connections)
                 await timed_post(session, url, form(plan, text, next(count)))
             await drain()
-            for _ in range(n):
-                for name, url in targets.items():  # interleaved
-                    elapsed = await timed_post(session, url, form(plan, text, next(count)))
-                    results.setdefault(label, {}).setdefault(name, []).append(elapsed)
-                    await drain()
+            with sender_gc_paused():
+                for _ in range(n):
+                    for name, url in targets.items():  # interleaved
+                        elapsed = await timed_post(session, url, form(plan, text, next(count)))
+                        results.setdefault(label, {}).setdefault(name, []).append(elapsed)
+                        await drain()
         limit = asyncio.Semaphore(IN_FLIGHT)
         for text in CONCURRENT:
             label = f"/discuss {text.split()[0]} x{IN_FLIGHT}"
@@ -272,7 +276,8 @@ async def send(plan: dict) -> dict[str, dict[str, list[float]]]:
                 await asyncio.gather(*(timed_post(session, url, body) for body in warm))
                 await drain()  # IN_FLIGHT connections open, as in a steady stream
                 started = await cpu_time()
-                await asyncio.gather(*(one(name, url) for _ in range(n)))
+                with sender_gc_paused():
+                    await asyncio.gather(*(one(name, url) for _ in range(n)))
                 used = (await cpu_time() - started) / n  # the work left after: not counted
                 results.setdefault("cpu", {}).setdefault(label, {})[name] = [used]
                 await drain()
