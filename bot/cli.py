@@ -393,7 +393,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_discord_invite_url(args: argparse.Namespace) -> int:
-    from bot.adapters.discord import application_id_from_token, invite_url
+    from bot.adapters.discord.client import application_id_from_token, invite_url
 
     app_id = args.application_id
     token = Secrets.from_env().discord_bot_token

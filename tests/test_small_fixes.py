@@ -27,7 +27,7 @@ def _post(questions: int) -> RoundPost:
 
 @pytest.mark.parametrize("questions", [1, 2])
 def test_the_answer_question_2_hint_only_when_there_is_a_question_2(questions):
-    from bot.adapters.discord import round_messages
+    from bot.adapters.discord.embeds import round_messages
     from bot.adapters.slack.blocks import round_blocks
 
     post = _post(questions)

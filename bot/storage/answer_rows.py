@@ -8,12 +8,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, or_, select, text, update
 
-from bot.storage.models import (
-    NAMED_FORM_ANSWER,
-    OPEN_STATUSES,
-    Response,
-    Round,
-)
+from bot.storage.models import NAMED_FORM_ANSWER, OPEN_STATUSES, Response, Round
 from bot.storage.transactions import StoreBase
 
 # Statements of the answer path, built once: building a statement and its cache key

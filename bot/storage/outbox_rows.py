@@ -11,13 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.storage.models import (
-    GAVE_UP,
-    PENDING,
-    SENDING,
-    SENT,
-    OutboxEntry,
-)
+from bot.storage.models import GAVE_UP, PENDING, SENDING, SENT, OutboxEntry
 from bot.storage.transactions import StoreBase
 
 

@@ -9,11 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.storage.models import (
-    AppState,
-    ChannelState,
-    ProcessedEvent,
-)
+from bot.storage.models import AppState, ChannelState, ProcessedEvent
 from bot.storage.transactions import StoreBase
 
 

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from types import SimpleNamespace
 
-from bot.adapters.discord import PORTAL_SWITCH, form_layout, member_role_ids, parse_form
+from bot.adapters.discord.client import PORTAL_SWITCH, member_role_ids
+from bot.adapters.discord.forms import form_layout, parse_form
 from bot.core.dispatch import Posted
 from bot.core.rounds import round_post
 from bot.storage.models import Response
@@ -164,7 +165,7 @@ async def test_message_content_requested_but_not_granted_logs_once_and_keeps_wor
         bot = await make_bot(tmp_path, fake, read_replies=True)
     try:
         assert fake.closed_4014 == 1 and fake.sessions == 1
-        [error] = [r for r in caplog.records if r.name == "bot.adapters.discord"]
+        [error] = [r for r in caplog.records if r.name == "bot.adapters.discord.adapter"]
         assert PORTAL_SWITCH in error.getMessage()
         message = await bot.open_round(bot.channels[0])
         await fake.user_message(MEMBER, int(message["id"]), "blanked by Discord")

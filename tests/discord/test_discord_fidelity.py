@@ -8,19 +8,17 @@ import logging
 
 import pytest
 
-from bot.adapters.discord import (
+from bot.adapters.discord.adapter import FAILED, REPLY_PREFIX
+from bot.adapters.discord.embeds import (
     DESCRIPTION_LIMIT,
-    FAILED,
     FIELD_VALUE_LIMIT,
     MESSAGE_LIMIT,
-    REPLY_PREFIX,
     chunks,
     escape,
-    form_layout,
     round_messages,
-    split_rest,
     summary_texts,
 )
+from bot.adapters.discord.forms import form_layout, split_rest
 from bot.core.dispatch import PostFailed
 from bot.core.events import Answer, AnswerGroup, PromptView, RoundPost, Summary, ThreadPost
 from bot.core.handlers import UNREADABLE

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.adapters.discord import summary_texts
+from bot.adapters.discord.embeds import summary_texts
 from bot.core.events import Answer, AnswerGroup, Summary
 from tests.discord.conftest import Bot
 
