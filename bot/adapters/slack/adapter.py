@@ -20,7 +20,6 @@ import collections
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -39,9 +38,9 @@ from bot import metrics
 from bot.adapters import StartupError
 from bot.adapters.precedence import Precedence
 from bot.adapters.slack import blocks, requests
+from bot.adapters.slack.posting import PLATFORM, ChannelPoster, error_code
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
-from bot.core import render
-from bot.core.dispatch import ChannelPost, NotSaved, Posted, PostFailed, Ticket
+from bot.core.dispatch import ChannelPost, NotSaved, Posted, Ticket
 from bot.core.events import (
     Actor,
     CommandInvoked,
@@ -53,7 +52,6 @@ from bot.core.events import (
     Reply,
     RoundPost,
     Summary,
-    ThreadPost,
 )
 from bot.core.inbox import DELAYED, NOT_SAVED
 from bot.core.ports import NameCache, Ports
@@ -61,18 +59,11 @@ from bot.health import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "slack"
 COMMAND = "/discuss"
-# Refusals that retrying cannot fix: an admin has to invite the bot or fix the schedule.
-PERMANENT_ERRORS = frozenset(
-    {"not_in_channel", "channel_not_found", "is_archived", "restricted_action", "missing_scope"}
-)
 # Message subtypes that are ordinary user messages (answers); everything else is ignored.
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
-HISTORY_LIMIT = 200
 RESPOND_TIMEOUT = aiohttp.ClientTimeout(total=10)
 RENAMES_TOGETHER = 50  # display names learned in a row, corrected in one transaction
-THREAD_PAGES = 25  # up to 5,000 thread replies searched before a re-send
 # auth.test errors that mean the token itself is wrong (https://docs.slack.dev/reference/methods/auth.test)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 # chat.postEphemeral refusals after which the person is told by direct message instead
@@ -120,8 +111,6 @@ class SlackAdapter:
                 "Slack HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)"
             )
         self._app_token = secrets.slack_app_token
-        self._sleep = sleep
-        self.post_attempts = post_attempts
         self.ping_interval = ping_interval
         # how long a form submission may take before the modal is closed anyway (Slack
         # waits 3 s for the ack); within it, a refusal keeps the modal open with the reason
@@ -151,6 +140,9 @@ class SlackAdapter:
             # HTTP requests are verified in _slack_events over the raw bytes before Bolt
             # sees them (a clear refusal per fault); Socket Mode needs no signature
             request_verification_enabled=False,
+        )
+        self.poster = ChannelPoster(
+            self.client, self.post_client, attempts=post_attempts, sleep=sleep
         )
         metrics.time_acks(self.app, PLATFORM)  # ack latency histogram, both modes
         self.tasks: set[asyncio.Task] = set()
@@ -182,7 +174,7 @@ class SlackAdapter:
         try:
             auth = await self.client.auth_test()
         except SlackApiError as exc:
-            error = _error(exc)
+            error = error_code(exc)
             if error in TOKEN_ERRORS:
                 raise StartupError(
                     f"Slack refused SLACK_BOT_TOKEN ({error}): check that it is the bot token "
@@ -221,7 +213,7 @@ class SlackAdapter:
                 opened = await self.client.apps_connections_open(app_token=self._app_token)
                 self._socket.client.wss_uri = opened["url"]
             except SlackApiError as exc:
-                error = _error(exc)
+                error = error_code(exc)
                 if error in TOKEN_ERRORS:
                     raise StartupError(
                         f"Slack refused SLACK_APP_TOKEN ({error}): check that it is an app-level "
@@ -525,7 +517,7 @@ class SlackAdapter:
         try:
             await self.client.views_open(trigger_id=body["trigger_id"], view=view)
         except (SlackApiError, TimeoutError, aiohttp.ClientError) as exc:
-            why = _error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+            why = error_code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
             log.warning("could not open the answer form (%s)", why)
             # a trigger_id lasts 3 s (https://docs.slack.dev/reference/methods/views.open:
             # expired_trigger_id); after a 429 wait it has usually run out
@@ -622,7 +614,7 @@ class SlackAdapter:
                 )
                 continue
             except SlackApiError as exc:
-                error = _error(exc)
+                error = error_code(exc)
                 metrics.api_error(PLATFORM, error)
                 if error not in NOT_THERE:
                     log.warning("could not send an ephemeral reply in %s: %s", channel_id, error)
@@ -631,7 +623,7 @@ class SlackAdapter:
                 await self.client.chat_postMessage(channel=user_id, **payload)
             except SlackApiError as exc:
                 # no user id here: the log must not tie an (anonymous) answer to anyone
-                log.warning("could not send a direct message either: %s", _error(exc))
+                log.warning("could not send a direct message either: %s", error_code(exc))
 
     def _actor(self, user_id: str, fallback: str | None) -> Actor:
         """Who acted, with the name we know now: never a Web API call before the answer
@@ -704,203 +696,13 @@ class SlackAdapter:
         used_name = used.display_name if isinstance(used, Actor) else used
         return name if name != used_name else None
 
-    # ---- Platform: posting --------------------------------------------------------------
+    # ---- Platform: posting (``posting.ChannelPoster``) ------------------------------------
 
     async def post(self, message: ChannelPost) -> Posted | None:
-        channel_id = _channel_id(message.channel)
-        if isinstance(message, RoundPost):
-            ts = await self._send(
-                channel_id,
-                text=_round_fallback(message),
-                blocks_=blocks.round_blocks(message),
-                metadata=blocks.round_metadata(message),
-                thread_ts=None,
-                find=lambda: self._find_round(channel_id, message.round_key),
-            )
-            return Posted(message_ref=ts)
-        if isinstance(message, Summary):
-            fallback = blocks.fallback(render.summary_text(message))
-            landed = await self._landed(channel_id, message)
-            for n, chunk in enumerate(blocks.summary_messages(message)):
-                key = chunk_key(message.key, n) if message.key else None
-                if key not in landed:  # a re-send resumes at the first missing chunk
-                    await self._send_keyed(
-                        channel_id,
-                        text=fallback,
-                        blocks_=chunk,
-                        thread_ts=message.thread_ref,
-                        # only the first part is shown in the channel; the rest stays in the thread
-                        broadcast=message.final and message.thread_ref is not None and n == 0,
-                        key=key,
-                    )
-                fallback = "Digest (continued)"
-            return None
-        if isinstance(message, ThreadPost):
-            if message.key is None or message.key not in await self._landed(channel_id, message):
-                await self._send_keyed(
-                    channel_id,
-                    text=blocks.fallback(render.thread_post_text(message)),
-                    blocks_=blocks.thread_post_blocks(message),
-                    thread_ts=message.thread_ref,
-                    key=message.key,
-                )
-            return None
-        raise TypeError(f"cannot post {message!r}")
+        return await self.poster.post(message)
 
     async def find_post(self, channel: str, round_key: str) -> Posted | None:
-        ts = await self._find_round(_channel_id(channel), round_key)
-        return Posted(message_ref=ts) if ts else None
-
-    async def _landed(self, channel_id: str, message: Summary | ThreadPost) -> set[str]:
-        """On a re-send (``resume``), the outbox keys of the parts that landed before
-        (each message's metadata carries its key; a digest's chunks ``key#0``, ``key#1``
-        …): asked once, before posting again after a crash or a failure."""
-        keys: set[str] = set()
-        if not message.resume or not message.key:
-            return keys
-
-        def collect(found: dict) -> bool:
-            meta = found.get("metadata") or {}
-            keys.add(str((meta.get("event_payload") or {}).get("post_key") or ""))
-            return False
-
-        await self._search(channel_id, message.thread_ref, collect)
-        return keys
-
-    async def _send_keyed(
-        self,
-        channel_id: str,
-        *,
-        text: str,
-        blocks_: list[dict],
-        thread_ts: str | None,
-        broadcast: bool = False,
-        key: str | None = None,
-    ) -> str:
-        key = key or uuid.uuid4().hex  # the outbox row's key: the same on every retry
-        extra = {"reply_broadcast": True} if broadcast else {}
-        return await self._send(
-            channel_id,
-            text=text,
-            blocks_=blocks_,
-            metadata=blocks.post_metadata(key),
-            thread_ts=thread_ts,
-            find=lambda: self._find_keyed(channel_id, key, thread_ts),
-            **extra,
-        )
-
-    async def _send(
-        self,
-        channel_id: str,
-        *,
-        text: str,
-        blocks_: list[dict],
-        metadata: dict,
-        thread_ts: str | None,
-        find: Callable[[], Awaitable[str | None]],
-        **extra: Any,
-    ) -> str:
-        """``chat.postMessage`` without duplicates: before re-sending after a 5xx or a lost
-        connection, look for the message's metadata key (the first try may have landed)."""
-        kwargs: dict[str, Any] = {"text": text, "blocks": blocks_, "metadata": metadata, **extra}
-        if thread_ts:
-            kwargs["thread_ts"] = thread_ts
-        last: Exception | None = None
-        for attempt in range(self.post_attempts):
-            if attempt:
-                await self._sleep(min(30.0, 0.5 * 2 ** (attempt - 1)))
-                found = await find()
-                if found:
-                    log.info("a retried Slack post had landed already; not re-sending")
-                    return found
-            try:
-                response = await self.post_client.chat_postMessage(channel=channel_id, **kwargs)
-                return response["ts"]
-            except SlackApiError as exc:
-                error = _error(exc)
-                metrics.api_error(PLATFORM, error)
-                if error in PERMANENT_ERRORS:
-                    log.error(
-                        "Slack refused to post in %s (%s). An admin should invite the bot "
-                        "(/invite @Roundtable) or remove the channel from the schedule; skipped.",
-                        channel_id,
-                        error,
-                    )
-                    raise PostFailed(f"Slack says {error}; invite the bot to the channel") from None
-                if exc.response.status_code < 500:
-                    raise
-                last = exc
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                last = exc
-            log.warning("posting in %s failed (%s); will check and retry", channel_id, last)
-        assert last is not None
-        raise last
-
-    async def _find_round(self, channel_id: str, round_key: str) -> str | None:
-        def matches(message: dict) -> bool:
-            meta = message.get("metadata") or {}
-            payload = meta.get("event_payload") or {}
-            return (
-                meta.get("event_type") == blocks.ROUND_EVENT
-                and payload.get("round_key") == round_key
-            )
-
-        return await self._search(channel_id, None, matches)
-
-    async def _find_keyed(self, channel_id: str, key: str, thread_ts: str | None) -> str | None:
-        def matches(message: dict) -> bool:
-            meta = message.get("metadata") or {}
-            return (meta.get("event_payload") or {}).get("post_key") == key
-
-        return await self._search(channel_id, thread_ts, matches)
-
-    async def _search(
-        self, channel_id: str, thread_ts: str | None, matches: Callable[[dict], bool]
-    ) -> str | None:
-        """The ts of the newest recent message (in the channel or a thread) that matches."""
-        cursor = None
-        # a thread lists oldest first: page through it (a digest comes after the answers)
-        for _ in range(THREAD_PAGES if thread_ts else 1):
-            try:
-                if thread_ts:
-                    response = await self.client.conversations_replies(
-                        channel=channel_id,
-                        ts=thread_ts,
-                        include_all_metadata=True,
-                        limit=HISTORY_LIMIT,
-                        cursor=cursor,
-                    )
-                else:
-                    response = await self.client.conversations_history(
-                        channel=channel_id, include_all_metadata=True, limit=HISTORY_LIMIT
-                    )
-            except SlackApiError as exc:
-                log.warning("could not read history of %s: %s", channel_id, _error(exc))
-                return None
-            for message in response.get("messages") or []:
-                if matches(message):
-                    return message["ts"]
-            cursor = (response.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                break
-        return None
-
-
-def chunk_key(key: str, n: int) -> str:
-    """The key of a multi-message post's ``n``-th message."""
-    return f"{key}#{n}"
-
-
-def _channel_id(channel: str) -> str:
-    platform, _, channel_id = channel.partition(":")
-    if platform != PLATFORM or not channel_id:
-        raise PostFailed(f"{channel} is not a Slack channel")
-    return channel_id
-
-
-def _error(exc: SlackApiError) -> str:
-    data = exc.response.data if isinstance(exc.response.data, dict) else {}
-    return str(data.get("error") or f"HTTP {exc.response.status_code}")
+        return await self.poster.find_post(channel, round_key)
 
 
 def _from_bot(message: dict) -> bool:
@@ -910,12 +712,6 @@ def _from_bot(message: dict) -> bool:
 def _is_reply(message: dict) -> bool:
     thread_ts = message.get("thread_ts")
     return bool(thread_ts) and thread_ts != message.get("ts")
-
-
-def _round_fallback(post: RoundPost) -> str:
-    return blocks.escape(
-        f"{post.prompt.title}: {len(post.prompt.questions)} questions — share your thoughts"
-    )
 
 
 def _trigger_key(body: Mapping[str, Any]) -> str | None:
