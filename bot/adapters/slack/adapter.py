@@ -38,6 +38,7 @@ from bot import metrics
 from bot.adapters import StartupError
 from bot.adapters.precedence import Precedence
 from bot.adapters.slack import blocks, requests
+from bot.adapters.slack.names import DisplayNames
 from bot.adapters.slack.posting import PLATFORM, ChannelPoster, error_code
 from bot.adapters.slack.retry import Sleep, all_handlers, rate_limit_only
 from bot.core.dispatch import ChannelPost, NotSaved, Posted, Ticket
@@ -54,7 +55,7 @@ from bot.core.events import (
     Summary,
 )
 from bot.core.inbox import DELAYED, NOT_SAVED
-from bot.core.ports import NameCache, Ports
+from bot.core.ports import Ports
 from bot.health import metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,6 @@ COMMAND = "/discuss"
 # Message subtypes that are ordinary user messages (answers); everything else is ignored.
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 RESPOND_TIMEOUT = aiohttp.ClientTimeout(total=10)
-RENAMES_TOGETHER = 50  # display names learned in a row, corrected in one transaction
 # auth.test errors that mean the token itself is wrong (https://docs.slack.dev/reference/methods/auth.test)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 # chat.postEphemeral refusals after which the person is told by direct message instead
@@ -153,10 +153,10 @@ class SlackAdapter:
         # follows an ack goes before learning display names (docs/performance.md)
         self.acks = Precedence(quiet=0.002, patience=1.0, slots=8)
         self.answers = Precedence(quiet=0.02, patience=10.0, slots=1)
-        self._unnamed: dict[str, Any] = {}  # user id -> the name their answer carries
-        self._namer: asyncio.Task | None = None
         self.bot_user_id: str | None = None
-        self._names = NameCache()
+        self.names = DisplayNames(
+            self.client, ports.rename, wait_for=(self.answers, self.acks), track=self._track
+        )
         self._runner: web.AppRunner | None = None
         self._socket: Any = None
         self._started = False
@@ -452,7 +452,7 @@ class SlackAdapter:
                     response_type="in_channel" if public else "ephemeral",
                 )
             left -= min(room, len(payloads))
-        await self._learn_name(body["user_id"], body.get("user_name"))
+        self.names.learn(body["user_id"], body.get("user_name"))
 
     async def _direct_answer(self, ticket: Ticket) -> dict[str, Any] | None:
         """The reply to a command that changes nothing, to send as the ack's body (one
@@ -541,7 +541,7 @@ class SlackAdapter:
         by message."""
         replies = await self.ports.process(ticket)
         await self._settle_form(replies, view, channel_id, user_id, decided)
-        await self._learn_name(user_id, getattr(ticket.event, "actor", None))
+        self.names.learn(user_id, getattr(ticket.event, "actor", None))
 
     async def _settle_form(
         self,
@@ -596,7 +596,7 @@ class SlackAdapter:
         """Process (answers are committed inside), then confirm to the person ephemerally."""
         for reply in await self._process_after_acks(ticket):
             await self._ephemeral(channel_id, user_id, reply, thread_ts=thread_ts)
-        await self._learn_name(user_id, getattr(ticket.event, "actor", None))
+        self.names.learn(user_id, getattr(ticket.event, "actor", None))
 
     async def _ephemeral(
         self, channel_id: str, user_id: str, reply: Reply_ | str, *, thread_ts: str | None = None
@@ -627,74 +627,14 @@ class SlackAdapter:
 
     def _actor(self, user_id: str, fallback: str | None) -> Actor:
         """Who acted, with the name we know now: never a Web API call before the answer
-        is stored (``_learn_name`` corrects it afterwards)."""
+        is stored (``DisplayNames.learn`` corrects it afterwards)."""
         admins = self.ports.library.current.config.admins
         return Actor(
             PLATFORM,
             user_id,
-            self._names.get(user_id) or fallback or user_id,
+            self.names.known(user_id) or fallback or user_id,
             is_admin=admins.allows(PLATFORM, user_id),
         )
-
-    async def _learn_name(self, user_id: str, used: Any = None) -> None:
-        """A name for digests without pinging anyone (profile name), fetched once per
-        person and process after their first answer is stored, then corrected there.
-        Fetched in the background, one person at a time, once the bot has nothing else to
-        do (``answers``: none processed for 20 ms, a pause in a burst rather than a gap
-        between two answers; ``acks``): a name is no promise to anyone, and
-        ``users.info`` is rate-limited (Tier 4), so a burst of new people never becomes a
-        burst of calls."""
-        if self._names.get(user_id) is not None or user_id in self._unnamed:
-            return
-        self._unnamed[user_id] = used
-        if self._namer is None or self._namer.done():
-            self._namer = self._track(asyncio.create_task(self._learn_names(), name="slack-names"))
-
-    async def _learn_names(self) -> None:
-        learned: dict[str, str] = {}  # user id → name, to correct in stored answers
-        while self._unnamed:
-            user_id, used = next(iter(self._unnamed.items()))
-            try:
-                # after the answers being processed, and after any ack being made: a
-                # users.info call costs more than an ack, and nobody waits for it
-                async with self.answers.after(), self.acks.after():
-                    name = await self._fetch_name(user_id, used)
-                if name is not None:
-                    learned[user_id] = name
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("learning a display name failed")
-            finally:
-                self._unnamed.pop(user_id, None)
-            if learned and (not self._unnamed or len(learned) >= RENAMES_TOGETHER):
-                names, learned = learned, {}
-                try:  # one transaction for the names learned in a row
-                    await self.ports.rename({f"{PLATFORM}:{u}": n for u, n in names.items()})
-                except Exception as exc:
-                    log.warning(
-                        "could not store %d display names: %s", len(names), type(exc).__name__
-                    )
-                    for user_id in names:  # learned again at their next answer
-                        self._names.forget(user_id)
-
-    async def _fetch_name(self, user_id: str, used: Any) -> str | None:
-        """The person's name from ``users.info`` (cached); returned when their stored
-        answers carry another one (``used``) and must be corrected."""
-        if self._names.get(user_id) is not None:
-            return None
-        try:
-            user = (await self.client.users_info(user=user_id)).get("user") or {}
-        except (TimeoutError, SlackApiError, aiohttp.ClientError) as exc:
-            log.info("users.info failed (%s); keeping the name we have", type(exc).__name__)
-            return None
-        profile = user.get("profile") or {}
-        name = profile.get("display_name") or profile.get("real_name") or user.get("name")
-        if not name:
-            return None
-        self._names.put(user_id, name)
-        used_name = used.display_name if isinstance(used, Actor) else used
-        return name if name != used_name else None
 
     # ---- Platform: posting (``posting.ChannelPoster``) ------------------------------------
 
