@@ -1,7 +1,7 @@
 """The discord.py client and what it is set up with: the intents and permissions the
 bot asks for, the ``/discuss`` command tree and its hash, the persistent "Share your
 thoughts" button, and the endpoints (Discord, a compatible service, or a test fake).
-What they receive goes to the adapter through ``Handlers``.
+What they receive goes to the adapter through ``Receiver``.
 
 ``import discord`` below is the discord.py library (absolute import), not this package.
 """
@@ -103,7 +103,7 @@ def make_intents(read_thread_replies: bool, *, message_content: bool = True) -> 
     return intents
 
 
-class Handlers(Protocol):
+class Receiver(Protocol):
     """What the client, its ``/discuss`` commands and the button hand their work to: the
     adapter (``DiscordAdapter``), which alone turns it into events for the core."""
 
@@ -164,7 +164,7 @@ class AnswerButton(
         return cls(int(match["round_id"]), bool(match["anon"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        adapter: Handlers = interaction.client.adapter  # type: ignore[attr-defined]
+        adapter: Receiver = interaction.client.adapter  # type: ignore[attr-defined]
         await adapter.guarded(
             interaction, adapter.open_form(interaction, self.round_id, self.anonymous)
         )
@@ -179,7 +179,7 @@ def round_view(post: RoundPost) -> discord.ui.View:
 class RoundtableClient(discord.Client):
     """A discord.py client that hands everything to the adapter."""
 
-    def __init__(self, adapter: Handlers, *, intents: discord.Intents):
+    def __init__(self, adapter: Receiver, *, intents: discord.Intents):
         super().__init__(
             intents=intents,
             # memory stays flat on large servers: no member cache, no chunking, few messages
@@ -225,7 +225,7 @@ class DiscussGroup(app_commands.Group):
         return payload
 
 
-def build_discuss_group(adapter: Handlers) -> app_commands.Group:
+def build_discuss_group(adapter: Receiver) -> app_commands.Group:
     """``/discuss <subcommand>``: each one becomes the core's command text."""
     group = DiscussGroup(
         name="discuss",
