@@ -139,6 +139,19 @@ async def test_processing_not_started_by_shutdown_is_left_in_the_inbox(slack):
     assert row.status == "pending"
 
 
+async def test_drain_waits_for_work_an_ack_queued_in_this_very_turn(slack):
+    """The processing of a stored event starts in the loop's turn after its ack (once
+    the response is sent): settling right away still waits for it."""
+    done: list[str] = []
+
+    async def work() -> None:
+        done.append("processed")
+
+    slack.adapter.spawn_after_acks(work(), "command")
+    await slack.adapter.drain()
+    assert done == ["processed"]
+
+
 async def test_names_are_learned_one_person_at_a_time_and_never_hold_up_answers(slack):
     """users.info is rate-limited (Tier 4): a burst of new people is a queue of calls,
     one at a time, after their answers' work; a slow users.info delays no confirmation."""

@@ -237,6 +237,9 @@ class SlackAdapter:
 
     async def drain(self, grace: float | None = None) -> None:
         """Wait for background work started by listeners (tests call this to settle)."""
+        if isinstance(self._starter, asyncio.Handle):  # due in the loop's next turn: now
+            self._starter.cancel()
+            self._start_starter()
         while self.tasks:
             _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
             if pending:
