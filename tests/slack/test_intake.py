@@ -152,6 +152,23 @@ async def test_drain_waits_for_work_an_ack_queued_in_this_very_turn(slack):
     assert done == ["processed"]
 
 
+async def test_work_queued_after_a_start_that_was_cancelled_still_runs(slack):
+    """A start cancelled before it began (its task never ran a line) leaves nobody in
+    charge of the queue: the next ack schedules a new start, and the queue runs."""
+    done: list[str] = []
+
+    async def work(name: str) -> None:
+        done.append(name)
+
+    slack.adapter.spawn_after_acks(work("first"), "command")
+    await asyncio.sleep(0)  # the start is now a task that has not run yet
+    slack.adapter._starter.cancel()
+    await asyncio.sleep(0)
+    slack.adapter.spawn_after_acks(work("second"), "command")
+    await slack.adapter.drain()
+    assert done == ["first", "second"]
+
+
 async def test_names_are_learned_one_person_at_a_time_and_never_hold_up_answers(slack):
     """users.info is rate-limited (Tier 4): a burst of new people is a queue of calls,
     one at a time, after their answers' work; a slow users.info delays no confirmation."""

@@ -324,7 +324,9 @@ class SlackAdapter:
         a burst every ack would otherwise also pay for starting a task that can only
         wait (a sixth of a stored command's ack)."""
         self._queued.append((work, what))
-        if self._starter is None:  # started just after this ack's response is sent
+        starter = self._starter  # None, due (a Handle), or running (a Task)
+        if starter is None or (isinstance(starter, asyncio.Task) and starter.done()):
+            # started just after this ack's response is sent
             self._starter = asyncio.get_running_loop().call_soon(self._start_starter)
 
     def _start_starter(self) -> None:
