@@ -243,6 +243,25 @@ async def test_names_that_could_not_be_stored_are_learned_again_at_the_next_answ
     assert {r.author_name for r in await store.responses(round_.id)} == {"Ann"}
 
 
+async def test_names_learned_before_a_stop_are_written_at_the_stop(slack):
+    """Stopped while names are still being learned: the ones learned so far are written
+    (not lost until each person answers again); the one being asked keeps Slack's."""
+    await slack.command("now")
+    await slack.settle()
+    slack.fake.names.update(UANN="Ann", UBOB="Bob")
+    gate = slack.fake.hold("users.info", when=lambda params: params.get("user") == "UBOB")
+    for user in ("UANN", "UBOB"):
+        assert await slack.command(f"answer 1 from {user}", user=user) == 200
+    await slack.fake.wait_for(
+        lambda: [c["user"] for c in slack.fake.calls_to("users.info")][-2:] == ["UANN", "UBOB"]
+    )
+    await slack.adapter.stop(grace=0.01)  # Ann's name learned, Bob's call still out
+    gate.set()
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    names = {r.author_id: r.author_name for r in await slack.runtime.store.responses(round_.id)}
+    assert names == {"slack:UANN": "Ann", "slack:UBOB": "ubob"}
+
+
 async def test_names_wait_while_acks_are_being_made(slack):
     """users.info costs more than an ack: nobody waits for a name, someone waits for an ack."""
     await slack.command("now")

@@ -26,6 +26,7 @@ from bot.core.ports import NameCache
 log = logging.getLogger(__name__)
 
 RENAMES_TOGETHER = 50  # display names learned in a row, corrected in one transaction
+STOP_WRITE_SECONDS = 5.0  # at a stop, how long writing the names learned may take
 
 
 class DisplayNames:
@@ -64,33 +65,42 @@ class DisplayNames:
 
     async def _learn_all(self) -> None:
         learned: dict[str, str] = {}  # user id → name, to correct in stored answers
-        while self._unnamed:
-            user_id, used = next(iter(self._unnamed.items()))
-            try:
-                # after the answers being processed, and after any ack being made: a
-                # users.info call costs more than an ack, and nobody waits for it
-                async with contextlib.AsyncExitStack() as stack:
-                    for first in self._wait_for:
-                        await stack.enter_async_context(first.after())
-                    name = await self._fetch(user_id, used)
-                if name is not None:
-                    learned[user_id] = name
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("learning a display name failed")
-            finally:
-                self._unnamed.pop(user_id, None)
-            if learned and (not self._unnamed or len(learned) >= RENAMES_TOGETHER):
-                names, learned = learned, {}
-                try:  # one transaction for the names learned in a row
-                    await self._rename({f"{PLATFORM}:{u}": n for u, n in names.items()})
-                except Exception as exc:
-                    log.warning(
-                        "could not store %d display names: %s", len(names), type(exc).__name__
-                    )
-                    for user_id in names:  # learned again at their next answer
-                        self._known.forget(user_id)
+        try:
+            while self._unnamed:
+                user_id, used = next(iter(self._unnamed.items()))
+                try:
+                    # after the answers being processed, and after any ack being made: a
+                    # users.info call costs more than an ack, and nobody waits for it
+                    async with contextlib.AsyncExitStack() as stack:
+                        for first in self._wait_for:
+                            await stack.enter_async_context(first.after())
+                        name = await self._fetch(user_id, used)
+                    if name is not None:
+                        learned[user_id] = name
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("learning a display name failed")
+                finally:
+                    self._unnamed.pop(user_id, None)
+                if learned and (not self._unnamed or len(learned) >= RENAMES_TOGETHER):
+                    names, learned = learned, {}
+                    await self._store(names)
+        except asyncio.CancelledError:
+            if learned:  # stopped: the names learned so far are written, not lost
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STOP_WRITE_SECONDS):
+                        await self._store(learned)
+            raise
+
+    async def _store(self, names: dict[str, str]) -> None:
+        """One transaction for the names learned in a row."""
+        try:
+            await self._rename({f"{PLATFORM}:{u}": n for u, n in names.items()})
+        except Exception as exc:
+            log.warning("could not store %d display names: %s", len(names), type(exc).__name__)
+            for user_id in names:  # learned again at their next answer
+                self._known.forget(user_id)
 
     async def _fetch(self, user_id: str, used: Any) -> str | None:
         """The person's name from ``users.info`` (cached); returned when their stored
