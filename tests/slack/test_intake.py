@@ -10,6 +10,7 @@ import warnings
 from sqlalchemy import event, select
 
 from bot.anonymity import open_payload
+from bot.core.inbox import Inbox
 from bot.storage.models import InboxEntry
 from tests.slack.conftest import message_event
 
@@ -121,6 +122,29 @@ async def test_a_burst_of_acks_starts_no_processing_until_it_pauses(slack):
     round_ = await slack.runtime.store.open_round_in("slack:C1")
     texts = [r.text for r in await slack.runtime.store.responses(round_.id)]
     assert texts == ["thought 0", "thought 1", "thought 2"]
+
+
+async def test_answers_that_waited_for_a_burst_are_processed_together(slack, monkeypatch):
+    """32 answers acknowledged in a burst are processed in one transaction (one commit,
+    one wait for the disk), not in many small ones: the batch is what throughput rests on."""
+    await slack.command("now")
+    await slack.settle()
+    batches: list[int] = []
+    batch_fast = Inbox._batch_fast
+
+    async def noting(self: Inbox, batch: list) -> dict:
+        batches.append(len(batch))
+        return await batch_fast(self, batch)
+
+    monkeypatch.setattr(Inbox, "_batch_fast", noting)
+    people = [f"U{n:03d}" for n in range(32)]
+    with slack.adapter.acks.ongoing():  # a burst: another ack is still being made
+        answers = (slack.command(f"answer 1 thought {n}", user=u) for n, u in enumerate(people))
+        assert set(await asyncio.gather(*answers)) == {200}
+    await slack.settle()
+    assert batches == [32]
+    round_ = await slack.runtime.store.open_round_in("slack:C1")
+    assert len(await slack.runtime.store.responses(round_.id)) == 32
 
 
 async def test_processing_not_started_by_shutdown_is_left_in_the_inbox(slack):
