@@ -65,9 +65,10 @@ COMMAND = "/discuss"
 USER_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 RESPOND_TIMEOUT = aiohttp.ClientTimeout(total=10)
 # Stored events processed at once, in one transaction and one commit (the inbox batches
-# what is ready together). A commit waits for the disk (about 4 ms here), so the batch
+# what is ready together). A commit waits for the disk (a few milliseconds), so the batch
 # is what throughput rests on; an ack arriving meanwhile waits for the batch's statements
-# (about 0.35 ms per event). 8 held 500 people answering to half of what 32 allows.
+# (about 0.35 ms per event). With 8, 500 people answering at once got about two thirds
+# of the throughput they get with 32 (docs/performance.md, "Processing 32 at a time").
 PROCESSING_SLOTS = 32
 # auth.test errors that mean the token itself is wrong (https://docs.slack.dev/reference/methods/auth.test)
 TOKEN_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
