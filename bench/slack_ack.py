@@ -23,7 +23,7 @@ server with nothing left to do from the one before), then 20 in flight, on 20
 connections to each server opened beforehand (a steady stream, not 20 TCP handshakes).
 The requests go to the four servers in turn, so a slow moment of the machine hits them
 all: one at a time, request by request; 20 in flight, in blocks of 100 per server, the
-server that starts a turn changing from turn to turn.
+server that starts a turn changing from turn to turn (N is rounded down to whole blocks).
 Target: our p99 <= 1.5x the floor. With 20 in flight every server is bound by one core,
 so the p99 follows the CPU time each request costs: that is printed too (this process's
 CPU time during the requests, divided by N; our processing left for after them is not
@@ -280,11 +280,12 @@ async def send(plan: dict) -> dict[str, dict[str, list[float]]]:
             await drain()  # IN_FLIGHT connections open to each, as in a steady stream
             used = dict.fromkeys(targets, 0.0)
             names = list(targets)
-            for block in range(max(1, n // BLOCK)):  # in turns: a slow moment hits them all
-                for name in names[block % len(names) :] + names[: block % len(names)]:
+            block = min(BLOCK, n)
+            for turn in range(n // block):  # in turns: a slow moment hits them all
+                for name in names[turn % len(names) :] + names[: turn % len(names)]:
                     with sender_gc_paused():  # and collected after the CPU time is read
                         started = await cpu_time()
-                        await asyncio.gather(*(one(name, targets[name]) for _ in range(BLOCK)))
+                        await asyncio.gather(*(one(name, targets[name]) for _ in range(block)))
                         used[name] += await cpu_time() - started  # not the work left after
                     await drain()
             for name, seconds in used.items():
